@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""An example pipeplug plugin: publish a directory of files into local target directories.
+
+Each deploy target is a directory on the piped host. A release is a copy of the
+application's ``source`` directory under ``<target>/releases/<commit>``, and
+``<target>/current`` points at the live one. The plugin shows every pipeplug
+decorator: stages (with a rollback stage), versions, strategy, pipeline and
+quick-sync planning, live state and plan preview.
+
+Run it locally:   pipeplug run example_app.py
+Run it as piped:  python example_app.py start --piped-plugin-service localhost:9087 --config '{"name":"example","port":7001}'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import os
+import shutil
+
+import attrs
+
+import pipeplug
+from pipeplug import ArtifactKind
+from pipeplug import ArtifactVersion
+from pipeplug import LiveState
+from pipeplug import PlannedStage
+from pipeplug import PlanPreview
+from pipeplug import Resource
+from pipeplug import StageResult
+from pipeplug import StageStatus
+from pipeplug import Strategy
+from pipeplug import SyncStatus
+from pipeplug import SyncStrategy
+
+
+@attrs.frozen
+class TargetConfig:
+    """A deploy target's ``config`` in piped's config."""
+
+    path: str  # the directory releases are published into
+
+
+@attrs.frozen
+class AppSpec:
+    """The app config section ``spec.plugins.example``."""
+
+    source: str = "."  # directory, relative to the application directory, to publish
+
+
+@attrs.frozen
+class WaitOptions:
+    duration: datetime.timedelta
+
+
+@attrs.frozen
+class VerifyOptions:
+    files: list[str] = attrs.field(factory=list)  # paths that must exist in the release
+
+
+app = pipeplug.App("example", deploy_target_config=TargetConfig, app_spec=AppSpec)
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def source_dir(source: pipeplug.DeploymentSource, spec: AppSpec) -> str:
+    return os.path.normpath(os.path.join(source.application_directory, spec.source))
+
+
+def files_of(directory: str) -> dict[str, str]:
+    """Relative path -> sha256 of every file below ``directory``."""
+    found = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                found[os.path.relpath(full, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def current_release(target: pipeplug.DeployTarget) -> str | None:
+    link = os.path.join(target.config.path, "current")
+    return os.path.realpath(link) if os.path.islink(link) else None
+
+
+def switch_to(target: pipeplug.DeployTarget, release: str) -> None:
+    """Point ``current`` at ``release`` atomically."""
+    link = os.path.join(target.config.path, "current")
+    tmp = link + ".new"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(release, tmp)
+    os.replace(tmp, link)
+
+
+# -- startup ------------------------------------------------------------------
+
+
+@app.on_startup
+def create_target_dirs(deploy_targets: list[pipeplug.DeployTarget]) -> None:
+    for target in deploy_targets:
+        os.makedirs(os.path.join(target.config.path, "releases"), exist_ok=True)
+
+
+# -- planning -----------------------------------------------------------------
+
+
+@app.versions
+def versions(target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> list[ArtifactVersion]:
+    version_file = os.path.join(source_dir(target_source, app_spec), "VERSION")
+    if os.path.exists(version_file):
+        with open(version_file) as f:
+            version = f.read().strip()
+    else:
+        version = target_source.commit_hash[:12]
+    return [ArtifactVersion(version=version, name="site", kind=ArtifactKind.GIT_SOURCE)]
+
+
+@app.strategy
+def strategy(target_source: pipeplug.DeploymentSource, running_source: pipeplug.DeploymentSource | None, app_spec: AppSpec) -> Strategy:
+    """A new VERSION goes through the pipeline; content-only changes are quick-synced."""
+    if running_source is None:
+        return Strategy(SyncStrategy.QUICK_SYNC, "first deployment")
+    target = files_of(source_dir(target_source, app_spec)).get("VERSION")
+    running = files_of(source_dir(running_source, app_spec)).get("VERSION")
+    if target != running:
+        return Strategy(SyncStrategy.PIPELINE, "VERSION changed")
+    return Strategy(SyncStrategy.QUICK_SYNC, "content-only change")
+
+
+@app.pipeline
+def pipeline(stages: list[pipeplug.StageRequest], rollback: bool) -> list[PlannedStage]:
+    """Plan the requested stages, and a rollback right where the first DIR_SYNC is."""
+    planned = [PlannedStage(name=s.name, index=s.index) for s in stages]
+    syncs = [s.index for s in stages if s.name == "DIR_SYNC"]
+    if rollback and syncs:
+        planned.append(PlannedStage(name="DIR_ROLLBACK", index=min(syncs), rollback=True))
+    return planned
+
+
+@app.quick_sync
+def quick_sync(rollback: bool) -> list[PlannedStage]:
+    stages = [PlannedStage(name="DIR_SYNC", desc="Publish the directory")]
+    if rollback:
+        stages.append(PlannedStage(name="DIR_ROLLBACK", desc="Restore the previous release", rollback=True))
+    return stages
+
+
+# -- stages -------------------------------------------------------------------
+
+
+@app.stage("WAIT")
+async def wait(ctx: pipeplug.Context, options: WaitOptions) -> None:
+    """Wait for ``with.duration``; cancellable by piped."""
+    ctx.logger.info("waiting %s", options.duration)
+    await asyncio.sleep(options.duration.total_seconds())
+
+
+@app.stage("DIR_SYNC")
+def sync(
+    ctx: pipeplug.Context,
+    deploy_targets: list[pipeplug.DeployTarget],
+    target_source: pipeplug.DeploymentSource,
+    app_spec: AppSpec,
+) -> StageResult | None:
+    """Copy the source directory into a new release of every target and switch to it."""
+    if not deploy_targets:
+        return StageResult(StageStatus.FAILURE, "no deploy target: add one for plugin 'example' to the application")
+    source = source_dir(target_source, app_spec)
+    if not os.path.isdir(source):
+        return StageResult(StageStatus.FAILURE, f"source directory {app_spec.source!r} not found in the application")
+    for target in deploy_targets:
+        release = os.path.join(target.config.path, "releases", target_source.commit_hash or "unknown")
+        staging = release + ".partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging)
+        shutil.rmtree(release, ignore_errors=True)
+        os.replace(staging, release)
+        switch_to(target, release)
+        ctx.logger.info("published %s to %s", target_source.commit_hash, target.name)
+    return None
+
+
+@app.stage("DIR_VERIFY")
+def verify(deploy_targets: list[pipeplug.DeployTarget], options: VerifyOptions) -> StageResult | None:
+    """Fail when a file listed in ``with.files`` is missing from a live release."""
+    for target in deploy_targets:
+        release = current_release(target)
+        missing = [f for f in options.files if release is None or not os.path.exists(os.path.join(release, f))]
+        if missing:
+            return StageResult(StageStatus.FAILURE, f"{target.name}: missing {', '.join(missing)}")
+    return None
+
+
+@app.stage("DIR_ROLLBACK", rollback=True)
+def rollback(ctx: pipeplug.Context, deploy_targets: list[pipeplug.DeployTarget], running_source: pipeplug.DeploymentSource | None) -> None:
+    """Switch every target back to the running commit's release, if it was published."""
+    for target in deploy_targets:
+        if running_source is None:
+            ctx.logger.info("%s: first deployment, nothing to roll back to", target.name)
+            continue
+        release = os.path.join(target.config.path, "releases", running_source.commit_hash)
+        if os.path.isdir(release):
+            switch_to(target, release)
+            ctx.logger.info("%s: rolled back to %s", target.name, running_source.commit_hash)
+
+
+# -- live state and plan preview ----------------------------------------------
+
+
+@app.livestate
+def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> LiveState:
+    wanted = files_of(source_dir(target_source, app_spec))
+    resources, differs = [], []
+    for target in deploy_targets:
+        release = current_release(target)
+        live = files_of(release) if release else {}
+        for path in sorted(live):
+            resources.append(Resource(id=f"{target.name}:{path}", name=path, resource_type="file", deploy_target=target.name))
+        if live != wanted:
+            differs.append(target.name)
+    if differs:
+        return LiveState(resources, SyncStatus.OUT_OF_SYNC, "files differ from git", f"targets out of sync: {', '.join(differs)}")
+    return LiveState(resources, SyncStatus.SYNCED)
+
+
+@app.plan_preview
+def plan_preview(
+    deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec
+) -> list[PlanPreview]:
+    wanted = files_of(source_dir(target_source, app_spec))
+    results = []
+    for target in deploy_targets:
+        release = current_release(target)
+        live = files_of(release) if release else {}
+        added = sorted(set(wanted) - set(live))
+        removed = sorted(set(live) - set(wanted))
+        changed = sorted(p for p in set(wanted) & set(live) if wanted[p] != live[p])
+        details = "".join([*(f"+ {p}\n" for p in added), *(f"- {p}\n" for p in removed), *(f"~ {p}\n" for p in changed)])
+        summary = f"{len(added)} added, {len(changed)} changed, {len(removed)} removed"
+        results.append(PlanPreview(summary, deploy_target=target.name, no_change=not details, details=details))
+    return results
+
+
+if __name__ == "__main__":
+    app.main()

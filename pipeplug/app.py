@@ -1,0 +1,192 @@
+"""The App: where handlers are registered, and what the servicers are built from.
+
+Registration follows Flask: each decorator is a thin shell over a
+``register_*`` method, returns the user's function unchanged, and is refused
+once the app has started serving.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+
+import attrs
+
+from .configs import make_converter
+from .handlers import Handler
+from .handlers import RegistrationError
+from .handlers import analyse
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+#: hooks that replace one default RPC behaviour each
+SINGLE_HOOKS = ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview")
+
+
+@attrs.frozen
+class StageSpec:
+    """A registered stage: its name, its handler and how planning treats it."""
+
+    name: str
+    handler: Handler
+    #: added by the default planners when piped asks for rollback
+    rollback: bool = False
+    #: returned by the default BuildQuickSyncStages
+    quick_sync: bool = False
+
+
+def setupmethod(method: F) -> F:
+    """Refuse registration once the app serves: piped has already read the stage list."""
+
+    @functools.wraps(method)
+    def guarded(self: App, *args: t.Any, **kwargs: t.Any) -> t.Any:
+        if self._started:
+            raise RuntimeError(
+                f"App {self.name!r} is already serving, so {method.__name__}() can no longer change it: "
+                "piped reads the stage list once at startup. Register every handler at import time, "
+                "before calling app.main() or `pipeplug run`."
+            )
+        return method(self, *args, **kwargs)
+
+    return t.cast(F, guarded)
+
+
+class App:
+    """A PipeCD plugin: a set of handlers that pipeplug serves to piped.
+
+    :param name: the plugin's default name; piped's config (``spec.plugins[].name``)
+        overrides it at runtime.
+    :param config: attrs class for the plugin config from piped (``--config``'s ``config``).
+    :param deploy_target_config: attrs class for each deploy target's ``config``.
+    :param app_spec: attrs class for the app config section ``spec.plugins.<name>``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: type | None = None,
+        deploy_target_config: type | None = None,
+        app_spec: type | None = None,
+    ) -> None:
+        if not name:
+            raise ValueError("App name must not be empty: piped routes config by plugin name")
+        self.name = name
+        self.config_class = config
+        self.deploy_target_config_class = deploy_target_config
+        self.app_spec_class = app_spec
+        #: stages by name, in registration order; internal, use @app.stage
+        self.stages: dict[str, StageSpec] = {}
+        #: one handler per hook name (SINGLE_HOOKS); internal, use the decorators
+        self.hooks: dict[str, Handler] = {}
+        #: functions run before the port is bound; internal, use @app.on_startup
+        self.startup_hooks: list[Handler] = []
+        #: converts user config values; one per app so hooks never leak between apps
+        self.converter = make_converter()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"<pipeplug.App {self.name!r} stages={list(self.stages)}>"
+
+    # -- stages -----------------------------------------------------------
+
+    def stage(self, name: str, *, rollback: bool = False, quick_sync: bool = False) -> t.Callable[[F], F]:
+        """Register the handler that executes stage ``name``.
+
+        :param rollback: this is a rollback stage; the default planners add it
+            when piped asks for rollback (``planner.autoRollback``).
+        :param quick_sync: the default BuildQuickSyncStages returns this stage.
+        """
+
+        def decorator(func: F) -> F:
+            self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync)
+            return func
+
+        return decorator
+
+    @setupmethod
+    def register_stage(self, name: str, func: t.Callable[..., t.Any], *, rollback: bool = False, quick_sync: bool = False) -> None:
+        """Register ``func`` for stage ``name``; see :meth:`stage`."""
+        label = f"@app.stage({name!r})"
+        if not isinstance(name, str) or not name.strip():
+            raise RegistrationError(f"{label}: a stage name must be a non-empty string")
+        if name in self.stages:
+            other = self.stages[name].handler.qualname
+            raise RegistrationError(f"{label}: stage {name!r} is already handled by {other}(); a stage has one handler")
+        if rollback and quick_sync:
+            raise RegistrationError(f"{label}: a stage cannot be both the rollback and the quick-sync stage")
+        handler = analyse(func, "stage", label=label)
+        self.stages[name] = StageSpec(name=name, handler=handler, rollback=rollback, quick_sync=quick_sync)
+
+    # -- single hooks -----------------------------------------------------
+
+    def versions(self, func: F) -> F:
+        """Register DetermineVersions: return a list of :class:`ArtifactVersion`."""
+        self.register_hook("versions", func)
+        return func
+
+    def strategy(self, func: F) -> F:
+        """Register DetermineStrategy: return a :class:`SyncStrategy`, a :class:`Strategy`, or None for "no opinion"."""
+        self.register_hook("strategy", func)
+        return func
+
+    def quick_sync(self, func: F) -> F:
+        """Replace the default BuildQuickSyncStages: return a list of :class:`PlannedStage`."""
+        self.register_hook("quick_sync", func)
+        return func
+
+    def pipeline(self, func: F) -> F:
+        """Replace the default BuildPipelineSyncStages: return a list of :class:`PlannedStage`."""
+        self.register_hook("pipeline", func)
+        return func
+
+    def livestate(self, func: F) -> F:
+        """Serve LivestateService.GetLivestate: return a :class:`LiveState`."""
+        self.register_hook("livestate", func)
+        return func
+
+    def plan_preview(self, func: F) -> F:
+        """Serve PlanPreviewService.GetPlanPreview: return a list of :class:`PlanPreview`."""
+        self.register_hook("plan_preview", func)
+        return func
+
+    @setupmethod
+    def register_hook(self, hook: str, func: t.Callable[..., t.Any]) -> None:
+        """Register ``func`` as the app's ``hook`` handler (one of :data:`SINGLE_HOOKS`)."""
+        label = f"@app.{hook}"
+        if hook not in SINGLE_HOOKS:
+            raise RegistrationError(f"unknown hook {hook!r}; expected one of {', '.join(SINGLE_HOOKS)}")
+        if hook in self.hooks:
+            raise RegistrationError(f"{label} is already registered as {self.hooks[hook].qualname}(); an app has one")
+        self.hooks[hook] = analyse(func, hook, label=label)
+
+    def on_startup(self, func: F) -> F:
+        """Run ``func(config, deploy_targets)`` once before the port is bound.
+
+        Startup failures stop the process before piped can connect, with the
+        error printed.
+        """
+        self.register_on_startup(func)
+        return func
+
+    @setupmethod
+    def register_on_startup(self, func: t.Callable[..., t.Any]) -> None:
+        """Register a startup function; see :meth:`on_startup`."""
+        self.startup_hooks.append(analyse(func, "on_startup", label="@app.on_startup"))
+
+    # -- derived views ----------------------------------------------------
+
+    def defined_stages(self) -> list[str]:
+        """Every stage name this plugin can emit, for FetchDefinedStages."""
+        return list(self.stages)
+
+    # -- running ----------------------------------------------------------
+
+    def main(self, argv: t.Sequence[str] | None = None) -> None:
+        """Run the plugin command line, as piped starts a plugin binary.
+
+        ``python my_plugin.py start --piped-plugin-service localhost:9087 --config '<json>'``
+        """
+        from .cli import plugin_command
+
+        plugin_command(self).main(args=list(argv) if argv is not None else None, prog_name=self.name)

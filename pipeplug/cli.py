@@ -1,0 +1,147 @@
+"""Command lines: ``pipeplug run`` for people, ``<plugin> start`` for piped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import typing as t
+
+import click
+import yaml
+
+from .configs import ConfigError
+from .configs import parse_duration
+from .loading import load_app
+from .server import LOOPBACK_HOSTS
+from .server import StartupError
+from .server import run as run_server
+from .settings import parse_settings
+
+if t.TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("pipeplug")
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(
+    app: App,
+    raw_config: t.Any,
+    *,
+    hosts: t.Sequence[str],
+    port: int | None,
+    grace_period: float,
+    source: str,
+    piped_address: str | None = None,
+) -> None:
+    try:
+        data = dict(raw_config)
+        if port is not None:
+            data["port"] = port
+        settings = parse_settings(app, data)
+    except ConfigError as exc:
+        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
+        raise click.ClickException(f"the plugin config from {source} does not fit plugin {app.name!r}:\n{lines}") from None
+    try:
+        run_server(app, settings, hosts=hosts, grace_period=grace_period, piped_address=piped_address)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: t.Any, param: t.Any, ctx: t.Any) -> float:
+        try:
+            return parse_duration(value).total_seconds() if isinstance(value, str) else float(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
+
+def plugin_command(app: App) -> click.Group:
+    """The command line a plugin binary offers to piped, like the Go SDK's."""
+
+    @click.group(help=f"PipeCD plugin {app.name!r}, built with pipeplug.")
+    def group() -> None:
+        pass
+
+    @group.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.option("--piped-plugin-service", required=True, help="piped's PluginService address, e.g. localhost:9087")
+    @click.option("--config", "config_json", required=True, help="the plugin's spec.plugins[] entry, as JSON")
+    @click.option("--grace-period", type=DURATION, default="30s", show_default=True, help="time in-flight calls get on SIGTERM")
+    @click.option("--tls", is_flag=True, help="serve TLS (piped itself always dials plaintext)")
+    @click.option("--cert-file", default="", help="TLS certificate file")
+    @click.option("--key-file", default="", help="TLS key file")
+    @click.option("--enable-grpc-reflection", is_flag=True, help="serve gRPC reflection")
+    @click.option("--log-level", default="info", show_default=True)
+    @click.option("--log-encoding", default="console", show_default=True)
+    @click.pass_context
+    def start(ctx: click.Context, piped_plugin_service: str, config_json: str, grace_period: float, **flags: t.Any) -> None:
+        """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
+        setup_logging(flags["log_level"])
+        if ctx.args:
+            log.warning("ignoring flags pipeplug does not know: %s", " ".join(ctx.args))
+        try:
+            raw = json.loads(config_json)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"--config is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        if not isinstance(raw, dict):
+            raise click.ClickException(f"--config must be a JSON object, got {type(raw).__name__}")
+        _serve(
+            app, raw, hosts=LOOPBACK_HOSTS, port=None, grace_period=grace_period, source="--config", piped_address=piped_plugin_service
+        )
+
+    @group.command()
+    def version() -> None:
+        """Print the plugin and pipeplug versions."""
+        from . import __version__
+
+        click.echo(f"{app.name} (pipeplug {__version__})")
+
+    return group
+
+
+@click.group()
+@click.version_option(package_name="pipeplug")
+def main() -> None:
+    """pipeplug: write PipeCD v1 plugins in Python."""
+
+
+@main.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--host", "hosts", multiple=True, help="address to listen on (repeatable); default: 127.0.0.1 and ::1")
+@click.option("--port", type=int, default=None, help="port to listen on; default: the config file's port, else 7001")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="plugin config file (YAML or JSON), shaped like piped's spec.plugins[] entry")
+@click.option("--grace-period", type=DURATION, default="30s", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str | None, grace_period: float, log_level: str) -> None:
+    """Serve the App found in MODULE:APP (a file path or a dotted module)."""
+    setup_logging(log_level)
+    app = load_app(target)
+    raw: dict[str, t.Any] = {"name": app.name, "port": 7001}
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                loaded = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise click.ClickException(f"{config_file}: not valid YAML or JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise click.ClickException(f"{config_file}: expected a mapping like piped's spec.plugins[] entry")
+        raw.update(loaded)
+    _serve(app, raw, hosts=hosts or LOOPBACK_HOSTS, port=port, grace_period=grace_period, source=config_file or "defaults")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=os.path.basename(sys.argv[0]))

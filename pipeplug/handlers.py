@@ -1,0 +1,119 @@
+"""Handler specs: a user function plus the injection plan read from its signature.
+
+The signature is inspected once, at registration. Each parameter is matched by
+name against the values the hook offers; an unknown name is an error raised at
+decoration time, in the user's vocabulary, listing what can be injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import typing as t
+from concurrent.futures import Executor
+
+import attrs
+
+#: What each injectable name means, for error messages and docs.
+INJECTABLE: dict[str, str] = {
+    "ctx": "the call's context",
+    "options": "the stage's `with:` config, structured into the annotated attrs class",
+    "config": "the plugin config from piped",
+    "deploy_targets": "the deploy targets of this call",
+    "deployment": "the deployment being planned or executed",
+    "app_spec": "this plugin's section `spec.plugins.<name>` of the app config",
+    "target_source": "the deployment source of the target commit",
+    "running_source": "the deployment source of the running commit (None on a first deployment)",
+    "stages": "the pipeline stages piped asks this plugin to plan",
+    "rollback": "whether piped asks for rollback stages",
+}
+
+#: The names each kind of hook can receive.
+HOOK_PARAMS: dict[str, tuple[str, ...]] = {
+    "stage": ("ctx", "options", "config", "deploy_targets", "deployment", "app_spec", "target_source", "running_source"),
+    "versions": ("ctx", "config", "deploy_targets", "deployment", "app_spec", "target_source", "running_source"),
+    "strategy": ("ctx", "config", "deploy_targets", "deployment", "app_spec", "target_source", "running_source"),
+    "pipeline": ("ctx", "config", "stages", "rollback"),
+    "quick_sync": ("ctx", "config", "rollback"),
+    "livestate": ("ctx", "config", "deploy_targets", "app_spec", "target_source"),
+    "plan_preview": ("ctx", "config", "deploy_targets", "app_spec", "target_source", "running_source"),
+    "on_startup": ("config", "deploy_targets"),
+}
+
+
+@attrs.frozen
+class Handler:
+    """A registered user function and how to call it."""
+
+    func: t.Callable[..., t.Any]
+    hook: str
+    params: tuple[str, ...]
+    is_async: bool
+    #: the annotation of ``options``, or None for the raw decoded JSON
+    options_type: t.Any = None
+
+    @property
+    def qualname(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    async def call(self, values: t.Mapping[str, t.Callable[[], t.Any]], executor: Executor | None) -> t.Any:
+        """Call the function with the values it asked for.
+
+        ``values`` maps each injectable name to a zero-argument getter, so that
+        only what the handler declares is computed. Coroutine functions run on
+        the event loop; plain functions run in ``executor``.
+        """
+        kwargs = {name: values[name]() for name in self.params}
+        if self.is_async:
+            return await self.func(**kwargs)
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, self.func, **kwargs)
+        return await loop.run_in_executor(executor, call)
+
+
+class RegistrationError(TypeError):
+    """A handler cannot be registered as written."""
+
+
+def analyse(func: t.Callable[..., t.Any], hook: str, *, label: str) -> Handler:
+    """Read ``func``'s signature once and build its :class:`Handler`.
+
+    ``label`` names the registration in errors, e.g. ``@app.stage("WAIT")``.
+    """
+    if not callable(func):
+        raise RegistrationError(f"{label} decorates {func!r}, which is not callable")
+    allowed = HOOK_PARAMS[hook]
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(f"{label}: cannot read the signature of {func!r}: {exc}") from None
+    params: list[str] = []
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.name not in allowed:
+            if param.default is not param.empty:
+                continue
+            offered = "\n".join(f"  {name}: {INJECTABLE[name]}" for name in allowed)
+            raise RegistrationError(
+                f"{label} handler {func.__qualname__}() asks for parameter {param.name!r}, "
+                f"which pipeplug cannot inject here. Rename it to one of:\n{offered}"
+            )
+        if param.kind is param.POSITIONAL_ONLY:
+            raise RegistrationError(f"{label} handler {func.__qualname__}(): {param.name!r} must not be positional-only")
+        params.append(param.name)
+    options_type = None
+    if "options" in params:
+        options_type = _hints(func, label).get("options")
+    unwrapped = inspect.unwrap(func)
+    is_async = inspect.iscoroutinefunction(unwrapped) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
+    return Handler(func=func, hook=hook, params=tuple(params), is_async=is_async, options_type=options_type)
+
+
+def _hints(func: t.Callable[..., t.Any], label: str) -> dict[str, t.Any]:
+    try:
+        return t.get_type_hints(func)
+    except Exception as exc:  # noqa: BLE001 - forward references can fail in many ways
+        raise RegistrationError(f"{label}: cannot resolve the type annotations of {func.__qualname__}(): {exc}") from None

@@ -1,0 +1,231 @@
+"""Plain Python values that cross the boundary between user handlers and piped.
+
+Handlers never see generated protobuf classes unless they ask for them: every
+value here is a small frozen attrs class (or an enum) that the servicers convert
+to and from the wire messages. Enum values equal the wire numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing as t
+
+import attrs
+import yaml
+
+
+class StageStatus(enum.IntEnum):
+    """How a stage ended, as piped records it (``model.StageStatus``)."""
+
+    NOT_STARTED_YET = 0
+    RUNNING = 1
+    SUCCESS = 2
+    FAILURE = 3
+    CANCELLED = 4
+    SKIPPED = 5
+    EXITED = 6
+
+
+class SyncStrategy(enum.IntEnum):
+    """How a deployment is carried out (``model.SyncStrategy``)."""
+
+    AUTO = 0
+    QUICK_SYNC = 1
+    PIPELINE = 2
+
+
+class ManualOperation(enum.IntEnum):
+    """The button the web UI offers on a stage (``model.ManualOperation``)."""
+
+    UNKNOWN = 0
+    SKIP = 1
+    APPROVE = 2
+    NONE = 3
+
+
+class ArtifactKind(enum.IntEnum):
+    """Kind of a deployed artifact (``model.ArtifactVersion.Kind``)."""
+
+    UNKNOWN = 0
+    CONTAINER_IMAGE = 1
+    S3_OBJECT = 2
+    GIT_SOURCE = 3
+    TERRAFORM_MODULE = 4
+
+
+class HealthStatus(enum.IntEnum):
+    """Health of one live resource (``model.ResourceState.HealthStatus``)."""
+
+    UNKNOWN = 0
+    HEALTHY = 1
+    UNHEALTHY = 2
+
+
+class SyncStatus(enum.IntEnum):
+    """Whether the live state matches git (``model.ApplicationSyncStatus``)."""
+
+    UNKNOWN = 0
+    SYNCED = 1
+    DEPLOYING = 2
+    OUT_OF_SYNC = 3
+    INVALID_CONFIG = 4
+
+
+@attrs.frozen
+class StageResult:
+    """A stage outcome with a message.
+
+    Piped never shows the message in the web UI, so pipeplug also writes a
+    FAILURE message to the stage log.
+    """
+
+    status: StageStatus
+    message: str = ""
+
+
+@attrs.frozen
+class Strategy:
+    """The answer of an ``@app.strategy`` handler when a summary is wanted."""
+
+    strategy: SyncStrategy
+    summary: str = ""
+
+
+@attrs.frozen
+class ArtifactVersion:
+    """One artifact a deployment ships, returned by ``@app.versions``."""
+
+    version: str
+    name: str = ""
+    url: str = ""
+    kind: ArtifactKind = ArtifactKind.UNKNOWN
+
+
+@attrs.frozen
+class StageRequest:
+    """One stage of ``spec.pipeline.stages`` that piped asks this plugin to plan."""
+
+    name: str
+    index: int
+    desc: str = ""
+    #: the stage's ``with:`` block, decoded from JSON (``{}`` when absent)
+    config: t.Any = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class PlannedStage:
+    """A stage returned by ``@app.pipeline`` or ``@app.quick_sync``.
+
+    ``index`` must be one of the requested indexes for pipeline stages; quick
+    sync stages always get index 0.
+    """
+
+    name: str
+    index: int = 0
+    desc: str = ""
+    rollback: bool = False
+    metadata: t.Mapping[str, str] = attrs.field(factory=dict)
+    available_operation: ManualOperation = ManualOperation.NONE
+    authorized_operators: t.Sequence[str] = ()
+
+
+@attrs.frozen
+class DeployTarget:
+    """A deploy target of this plugin, from piped's ``spec.plugins[].deployTargets``."""
+
+    name: str
+    labels: t.Mapping[str, str] = attrs.field(factory=dict)
+    #: the target's ``config``, structured into the App's ``deploy_target_config`` class
+    config: t.Any = None
+
+
+@attrs.frozen
+class DeploymentSource:
+    """A checkout of the application at one commit, prepared by piped on its host."""
+
+    application_directory: str
+    commit_hash: str = ""
+    #: raw bytes of the app config file as committed (YAML)
+    application_config: bytes = b""
+    application_config_filename: str = ""
+    shared_config_directory: str = ""
+
+    def load_app_config(self) -> dict[str, t.Any]:
+        """Parse the app config YAML (``{}`` when empty)."""
+        data = yaml.safe_load(self.application_config or b"") or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.application_config_filename or 'app config'}: expected a mapping at the top level")
+        return data
+
+
+@attrs.frozen
+class Resource:
+    """One live resource reported by ``@app.livestate``."""
+
+    id: str
+    name: str
+    resource_type: str = ""
+    health: HealthStatus = HealthStatus.HEALTHY
+    health_description: str = ""
+    parent_ids: t.Sequence[str] = ()
+    metadata: t.Mapping[str, str] = attrs.field(factory=dict)
+    deploy_target: str = ""
+    #: unix seconds; 0 means "now" (piped's control plane rejects 0)
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@attrs.frozen
+class LiveState:
+    """The answer of ``@app.livestate``: resources plus the sync verdict."""
+
+    resources: t.Sequence[Resource] = ()
+    sync_status: SyncStatus = SyncStatus.UNKNOWN
+    short_reason: str = ""
+    reason: str = ""
+
+
+@attrs.frozen
+class PlanPreview:
+    """One result of ``@app.plan_preview``: what a deployment would change."""
+
+    summary: str
+    deploy_target: str = ""
+    no_change: bool = False
+    details: str | bytes = b""
+    #: language of ``details`` for rendering; empty means "diff"
+    diff_language: str = ""
+
+
+@attrs.frozen
+class Deployment:
+    """A read-only view of the deployment piped is planning or executing.
+
+    ``proto`` keeps the whole ``model.Deployment`` message for anything not
+    surfaced here.
+    """
+
+    id: str
+    application_id: str
+    application_name: str
+    piped_id: str = ""
+    project_id: str = ""
+    labels: t.Mapping[str, str] = attrs.field(factory=dict)
+    commit_hash: str = ""
+    commit_message: str = ""
+    commit_author: str = ""
+    commit_branch: str = ""
+    #: the user who triggered the deployment from the UI or pipectl, if any
+    commander: str = ""
+    summary: str = ""
+    running_commit_hash: str = ""
+    sync_strategy: SyncStrategy = SyncStrategy.AUTO
+    #: deploy target names per plugin name
+    deploy_targets_by_plugin: t.Mapping[str, t.Sequence[str]] = attrs.field(factory=dict)
+    created_at: int = 0
+    proto: t.Any = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def triggered_by(self) -> str:
+        """The commander, or the commit author when nobody pressed a button."""
+        return self.commander or self.commit_author
