@@ -2,7 +2,14 @@ module pipeplug.dev/tests/interop
 
 go 1.26.2
 
-require github.com/pipe-cd/pipecd v0.57.0
+require (
+	github.com/google/uuid v1.6.0
+	github.com/pipe-cd/pipecd v0.57.0
+	go.uber.org/zap v1.19.1
+	google.golang.org/grpc v1.79.3
+	google.golang.org/protobuf v1.36.10
+	sigs.k8s.io/yaml v1.5.0
+)
 
 require (
 	github.com/Masterminds/goutils v1.1.1 // indirect
@@ -16,7 +23,6 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/golang-jwt/jwt/v5 v5.2.2 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
-	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/go-grpc-prometheus v1.2.0 // indirect
 	github.com/hashicorp/golang-lru v0.5.3 // indirect
 	github.com/huandu/xstrings v1.3.2 // indirect
@@ -36,7 +42,6 @@ require (
 	go.opentelemetry.io/otel/trace v1.43.0 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.uber.org/multierr v1.6.0 // indirect
-	go.uber.org/zap v1.19.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.46.0 // indirect
 	golang.org/x/net v0.48.0 // indirect
@@ -45,8 +50,5 @@ require (
 	golang.org/x/sys v0.42.0 // indirect
 	golang.org/x/text v0.32.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20251202230838-ff82c1b0f217 // indirect
-	google.golang.org/grpc v1.79.3 // indirect
-	google.golang.org/protobuf v1.36.10 // indirect
 	oras.land/oras-go/v2 v2.5.0 // indirect
-	sigs.k8s.io/yaml v1.5.0 // indirect
 )

@@ -68,6 +68,8 @@ type DeploymentCase struct {
 	RunningApp json.RawMessage `json:"runningApp,omitempty"`
 	// Extra files in the application directory: relative path -> content.
 	Files map[string]string `json:"files,omitempty"`
+	// Files of the running commit's application directory. Default: Files.
+	RunningFiles map[string]string `json:"runningFiles,omitempty"`
 	// First deployment of the app: no last successful commit, no running source.
 	First bool `json:"first"`
 	// Trigger: commit message and commander (commander "" = a commit trigger),
@@ -161,7 +163,9 @@ type ConcurrencyCase struct {
 	HoldSeconds float64 `json:"holdSeconds,omitempty"`
 }
 
-func loadScenario(path string) (*Scenario, error) {
+// loadScenario reads a scenario file, replacing ${NAME} for each vars entry
+// (JSON-escaped) first.
+func loadScenario(path string, vars map[string]string) (*Scenario, error) {
 	s := &Scenario{}
 	if path == "" {
 		return s, nil
@@ -170,7 +174,12 @@ func loadScenario(path string) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	text := string(b)
+	for k, v := range vars {
+		q, _ := json.Marshal(v)
+		text = strings.ReplaceAll(text, "${"+k+"}", string(q[1:len(q)-1]))
+	}
+	dec := json.NewDecoder(strings.NewReader(text))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(s); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -1,0 +1,4 @@
+import pipeplug
+
+plugin = pipeplug.App("only")
+plugin.stage("ONLY")(lambda: None)

@@ -1,0 +1,4 @@
+import pipeplug
+
+first = pipeplug.App("first")
+second = pipeplug.App("second")

@@ -1,0 +1,106 @@
+"""Helpers for the core tests: serve an App in-process, or start a plugin file as piped does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import typing as t
+
+import grpc
+
+from pipeplug._gen.plugin import deployment_pb2_grpc
+from pipeplug._gen.plugin import livestate_pb2_grpc
+from pipeplug._gen.plugin import planpreview_pb2_grpc
+from pipeplug.server import PluginServer
+from pipeplug.settings import parse_settings
+
+APPS = os.path.join(os.path.dirname(__file__), "apps")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_test_app(name: str) -> t.Any:
+    """Import tests/apps/<name>.py fresh, so each test gets an unstarted App."""
+    spec = importlib.util.spec_from_file_location(f"_testapp_{name}_{time.monotonic_ns()}", os.path.join(APPS, f"{name}.py"))
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # attrs resolves string annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stubs:
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.deployment = deployment_pb2_grpc.DeploymentServiceStub(self.channel)
+        self.livestate = livestate_pb2_grpc.LivestateServiceStub(self.channel)
+        self.planpreview = planpreview_pb2_grpc.PlanPreviewServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+@contextlib.contextmanager
+def served(app: t.Any, config: dict[str, t.Any] | None = None) -> t.Iterator[Stubs]:
+    """Serve ``app`` on an ephemeral 127.0.0.1 port in a background event loop."""
+    raw = {"name": app.name, "port": 0, **(config or {})}
+    settings = parse_settings(app, raw, require_port=False)
+    loop = asyncio.new_event_loop()
+    server = PluginServer(app, settings, hosts=("127.0.0.1",), grace_period=1)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+    stubs = Stubs(f"127.0.0.1:{server.port}")
+    try:
+        yield stubs
+    finally:
+        stubs.close()
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+class Plugin:
+    """A plugin file started exactly as piped starts a binary."""
+
+    def __init__(self, script: str, config: dict[str, t.Any], extra_args: t.Sequence[str] = ()) -> None:
+        self.port = config.setdefault("port", free_port())
+        argv = [sys.executable, script, "start", "--piped-plugin-service", "localhost:9087", "--config", json.dumps(config), *extra_args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+
+    def wait_ready(self, timeout: float = 20) -> "Plugin":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"plugin exited {self.proc.returncode}: {self.proc.stderr.read().decode()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise AssertionError("plugin did not open its port")
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        return self.proc.returncode, self.proc.stderr.read().decode()

@@ -1,0 +1,353 @@
+"""Every RPC, default and error path of the generated servicers, over real gRPC on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import grpc
+import pytest
+import yaml
+
+from pipeplug._gen.model import common_pb2
+from pipeplug._gen.model import deployment_pb2 as model_pb
+from pipeplug._gen.plugin import common_pb2 as source_pb
+from pipeplug._gen.plugin import deployment_pb2 as pb
+from pipeplug._gen.plugin import livestate_pb2
+from pipeplug._gen.plugin import planpreview_pb2
+
+from .support import load_test_app
+from .support import served
+
+EVERY_CONFIG = {
+    "config": {"greeting": "hi"},
+    "deployTargets": [
+        {"name": "dev", "labels": {"env": "dev"}, "config": {"region": "eu"}},
+        {"name": "prod", "config": {"region": "us"}},
+    ],
+}
+
+
+def deployment(commit_message: str = "update", targets: tuple[str, ...] = ("dev", "prod")) -> model_pb.Deployment:
+    return model_pb.Deployment(
+        id="dep-1",
+        application_id="app-1",
+        application_name="demo",
+        piped_id="piped-1",
+        project_id="proj",
+        deploy_targets_by_plugin={"every": model_pb.DeployTargets(deploy_targets=list(targets))},
+        trigger=model_pb.DeploymentTrigger(
+            commit=model_pb.Commit(hash="abc123", message=commit_message, author="alice", branch="main"), timestamp=1
+        ),
+    )
+
+
+def source(tmp_path, commit: str = "abc123", spec: dict | None = None) -> source_pb.DeploymentSource:
+    config = {"apiVersion": "pipecd.dev/v1beta1", "kind": "Application", "spec": {"plugins": {"every": spec or {"versionTag": "v7"}}}}
+    return source_pb.DeploymentSource(
+        application_directory=str(tmp_path),
+        commit_hash=commit,
+        application_config=yaml.safe_dump(config).encode(),
+        application_config_filename="app.pipecd.yaml",
+    )
+
+
+def execute(stubs, name: str, with_: object = None, *, tmp_path=None, stage_id: str = "stage-1", running: bool = False, **kw):
+    inp = pb.ExecutePluginInput(
+        deployment=kw.pop("dep", None) or deployment(),
+        stage=model_pb.PipelineStage(id=stage_id, name=name, index=0),
+        stage_config=b"" if with_ is None else (with_ if isinstance(with_, bytes) else json.dumps(with_).encode()),
+    )
+    if tmp_path is not None:
+        inp.target_deployment_source.CopyFrom(source(tmp_path))
+        if running:
+            inp.running_deployment_source.CopyFrom(source(tmp_path, commit="old"))
+    return stubs.deployment.ExecuteStage(pb.ExecuteStageRequest(input=inp), **kw)
+
+
+@pytest.fixture
+def every(tmp_path):
+    module = load_test_app("every_decorator")
+    config = {**EVERY_CONFIG, "config": {"greeting": "hi", "stateDir": str(tmp_path)}}
+    with served(module.app, config) as stubs:
+        yield stubs
+
+
+@pytest.fixture
+def stage_only():
+    module = load_test_app("stage_only")
+    with served(module.app) as stubs:
+        yield stubs
+
+
+# -- registered handlers ------------------------------------------------------
+
+
+def test_fetch_defined_stages_lists_every_stage(every):
+    stages = every.deployment.FetchDefinedStages(pb.FetchDefinedStagesRequest()).stages
+    assert list(stages) == ["EVERY_SYNC", "EVERY_ROLLBACK", "ASYNC_SLEEP", "SYNC_SLEEP", "OUTCOME", "RAISE", "BAD_RETURN"]
+
+
+def test_startup_hook_ran_before_serving(every, tmp_path):
+    with open(tmp_path / "startup.json") as f:
+        assert json.load(f) == {"targets": ["dev", "prod"], "greeting": "hi"}
+
+
+def test_versions_from_app_spec(every, tmp_path):
+    inp = pb.PlanPluginInput(deployment=deployment(), target_deployment_source=source(tmp_path))
+    versions = every.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp)).versions
+    assert [(v.version, v.name, v.kind) for v in versions] == [("v7", "abc123", common_pb2.ArtifactVersion.GIT_SOURCE)]
+
+
+def test_versions_bad_app_spec_names_the_field(every, tmp_path):
+    inp = pb.PlanPluginInput(deployment=deployment(), target_deployment_source=source(tmp_path, spec={"versionTag": "v1", "tpyo": 1}))
+    with pytest.raises(grpc.RpcError) as err:
+        every.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.plugins.every: unknown field(s) tpyo" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("message", "running", "expected"),
+    [
+        ("update", False, (common_pb2.QUICK_SYNC, "first", False)),
+        ("update", True, (common_pb2.PIPELINE, "", False)),
+        ("no-opinion please", True, (0, "", True)),
+    ],
+)
+def test_strategy(every, tmp_path, message, running, expected):
+    inp = pb.PlanPluginInput(deployment=deployment(message), target_deployment_source=source(tmp_path))
+    if running:
+        inp.running_deployment_source.CopyFrom(source(tmp_path, "old"))
+    res = every.deployment.DetermineStrategy(pb.DetermineStrategyRequest(input=inp))
+    assert (res.sync_strategy, res.summary, res.unsupported) == expected
+
+
+def test_pipeline_handler_gets_decoded_with_and_desc_is_copied(every):
+    req = pb.BuildPipelineSyncStagesRequest(
+        rollback=True,
+        stages=[
+            pb.BuildPipelineSyncStagesRequest.StageConfig(name="EVERY_SYNC", desc="first", index=2, config=b'{"a": 1}'),
+            pb.BuildPipelineSyncStagesRequest.StageConfig(name="OUTCOME", desc="second", index=5, config=b"null"),
+        ],
+    )
+    stages = every.deployment.BuildPipelineSyncStages(req).stages
+    got = [(s.name, s.index, s.desc, s.rollback, dict(s.metadata)) for s in stages]
+    assert got == [
+        ("EVERY_SYNC", 2, "first", False, {"with": '{"a": 1}'}),
+        ("OUTCOME", 5, "second", False, {"with": "{}"}),
+        ("EVERY_ROLLBACK", 2, "first", True, {}),
+    ]
+    for s in stages:
+        assert s.status == model_pb.STAGE_NOT_STARTED_YET and s.created_at > 0 and s.updated_at > 0
+        assert s.available_operation == model_pb.MANUAL_OPERATION_NONE
+
+
+def test_quick_sync_handler(every):
+    stages = every.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest(rollback=True)).stages
+    assert [(s.name, s.index, s.rollback, s.desc) for s in stages] == [("EVERY_SYNC", 0, False, "sync all"), ("EVERY_ROLLBACK", 0, True, "")]
+    assert all(s.created_at > 0 and s.updated_at > 0 for s in stages)
+
+
+def test_execute_injects_config_targets_spec_and_ctx(every, tmp_path):
+    res = execute(every, "EVERY_SYNC", tmp_path=tmp_path, stage_id="s-42")
+    assert (res.status, res.message) == (model_pb.STAGE_SUCCESS, "hi eu,us v7 s-42")
+
+
+def test_execute_resolves_only_this_deployments_targets(every, tmp_path):
+    res = execute(every, "EVERY_SYNC", tmp_path=tmp_path, dep=deployment(targets=("prod",)))
+    assert res.message.startswith("hi us v7")
+
+
+def test_execute_unknown_deploy_target_fails_clearly(every, tmp_path):
+    res = execute(every, "EVERY_SYNC", tmp_path=tmp_path, dep=deployment(targets=("staging",)))
+    assert res.status == model_pb.STAGE_FAILURE
+    assert "deploy target 'staging' is not configured for plugin 'every' (configured: dev, prod)" in res.message
+
+
+@pytest.mark.parametrize(("running", "status"), [(True, model_pb.STAGE_SUCCESS), (False, model_pb.STAGE_SKIPPED)])
+def test_rollback_stage_returns_status(every, tmp_path, running, status):
+    assert execute(every, "EVERY_ROLLBACK", tmp_path=tmp_path, running=running).status == status
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILURE", "CANCELLED", "SKIPPED", "EXITED"])
+def test_every_status_can_be_returned(every, status):
+    res = execute(every, "OUTCOME", {"status": status, "message": "m"})
+    assert (model_pb.StageStatus.Name(res.status), res.message) == (f"STAGE_{status}", "m")
+
+
+def test_livestate(every, tmp_path):
+    req = livestate_pb2.GetLivestateRequest(application_id="app-1", deploy_source=source(tmp_path), deploy_targets=["prod"])
+    res = every.livestate.GetLivestate(req)
+    [resource] = res.application_live_state.resources
+    assert (resource.id, resource.deploy_target, resource.plugin_name) == ("prod/app", "prod", "every")
+    assert resource.created_at > 0 and resource.updated_at > 0
+    assert res.HasField("sync_state") and res.sync_state.timestamp > 0
+    assert (res.sync_state.status, res.sync_state.reason) == (3, "commit abc123")
+
+
+def test_plan_preview(every, tmp_path):
+    req = planpreview_pb2.GetPlanPreviewRequest(application_id="a", deploy_targets=["dev", "prod"], target_deployment_source=source(tmp_path))
+    results = every.planpreview.GetPlanPreview(req).results
+    assert [(r.deploy_target, r.summary, r.no_change, r.details) for r in results] == [
+        ("dev", "would deploy to dev", True, b"+ a\n"),
+        ("prod", "would deploy to prod", True, b"+ a\n"),
+    ]
+
+
+# -- results and errors -------------------------------------------------------
+
+
+def test_exception_is_failure_and_server_survives(every):
+    res = execute(every, "RAISE")
+    assert (res.status, res.message) == (model_pb.STAGE_FAILURE, "RuntimeError: boom from RAISE")
+    assert execute(every, "OUTCOME", {}).status == model_pb.STAGE_SUCCESS
+
+
+def test_bad_return_value_is_failure_naming_the_shapes(every):
+    res = execute(every, "BAD_RETURN")
+    assert res.status == model_pb.STAGE_FAILURE
+    assert "returned 42; expected None (success), a pipeplug.StageStatus" in res.message
+
+
+def test_invalid_options_name_the_field(every):
+    res = execute(every, "ASYNC_SLEEP", {"duration": 5})
+    assert (res.status, res.message) == (model_pb.STAGE_FAILURE, 'stage ASYNC_SLEEP: with.duration: expected a duration such as "30s", got 5')
+    res = execute(every, "ASYNC_SLEEP", {})
+    assert res.message == "stage ASYNC_SLEEP: with.duration: required field is missing"
+    res = execute(every, "ASYNC_SLEEP", {"duration": "1s", "durration": "2s"})
+    assert res.message == "stage ASYNC_SLEEP: with: unknown field(s) durration"
+    res = execute(every, "ASYNC_SLEEP", b"{not json")
+    assert res.message.startswith("stage ASYNC_SLEEP: with: not valid JSON")
+
+
+def test_unknown_stage_lists_served_stages(every):
+    res = execute(every, "K8S_SYNC")
+    assert res.status == model_pb.STAGE_FAILURE
+    assert res.message == (
+        "stage 'K8S_SYNC' is not served by plugin 'every'; it serves: "
+        "EVERY_SYNC, EVERY_ROLLBACK, ASYNC_SLEEP, SYNC_SLEEP, OUTCOME, RAISE, BAD_RETURN"
+    )
+
+
+@pytest.mark.parametrize(
+    ("call", "request_", "field"),
+    [
+        ("ExecuteStage", pb.ExecuteStageRequest(), "ExecuteStageRequest.input"),
+        ("ExecuteStage", pb.ExecuteStageRequest(input=pb.ExecutePluginInput(stage=model_pb.PipelineStage(name="OUTCOME"))), "ExecuteStageRequest.input.deployment"),
+        ("ExecuteStage", pb.ExecuteStageRequest(input=pb.ExecutePluginInput(deployment=model_pb.Deployment(id="d"))), "ExecuteStageRequest.input.stage"),
+        ("DetermineVersions", pb.DetermineVersionsRequest(), "DetermineVersionsRequest.input"),
+        ("DetermineStrategy", pb.DetermineStrategyRequest(input=pb.PlanPluginInput()), "DetermineStrategyRequest.input.deployment"),
+    ],
+)
+def test_missing_input_is_invalid_argument(every, call, request_, field):
+    with pytest.raises(grpc.RpcError) as err:
+        getattr(every.deployment, call)(request_)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == f"{field} is required but was not set"
+
+
+@pytest.mark.parametrize("stage", ["ASYNC_SLEEP", "SYNC_SLEEP"])
+def test_cancellation_reaches_async_and_sync_handlers(every, tmp_path, stage):
+    inp = pb.ExecutePluginInput(deployment=deployment(), stage=model_pb.PipelineStage(id=f"c-{stage}", name=stage), stage_config=b'{"duration": "30s"}')
+    call = every.deployment.ExecuteStage.future(pb.ExecuteStageRequest(input=inp))
+    time.sleep(0.5)
+    started = time.monotonic()
+    call.cancel()
+    marker = tmp_path / f"cancelled-c-{stage}"
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == ("async" if stage == "ASYNC_SLEEP" else "sync")
+    assert time.monotonic() - started < 2
+    assert execute(every, "OUTCOME", {}).status == model_pb.STAGE_SUCCESS
+
+
+def test_sync_and_async_stages_run_concurrently(every):
+    results = []
+
+    def run(stage: str) -> None:
+        results.append(execute(every, stage, {"duration": "0.5s"}).status)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in ("ASYNC_SLEEP", "SYNC_SLEEP") * 10]
+    started = time.monotonic()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(10)
+    assert results == [model_pb.STAGE_SUCCESS] * 20
+    assert time.monotonic() - started < 4  # 20 half-second stages, not run one by one
+
+
+# -- defaults -----------------------------------------------------------------
+
+
+def test_defaults_for_a_stage_only_plugin(stage_only):
+    d = stage_only.deployment
+    assert list(d.FetchDefinedStages(pb.FetchDefinedStagesRequest()).stages) == ["NOOP", "NOOP_ROLLBACK", "NOOP_QUICK"]
+    inp = pb.PlanPluginInput(deployment=deployment())
+    assert list(d.DetermineVersions(pb.DetermineVersionsRequest(input=inp)).versions) == []
+    strategy = d.DetermineStrategy(pb.DetermineStrategyRequest(input=inp))
+    assert strategy.unsupported is True
+
+
+def test_default_pipeline_adds_rollback_at_a_requested_index(stage_only):
+    req = pb.BuildPipelineSyncStagesRequest(
+        rollback=True,
+        stages=[
+            pb.BuildPipelineSyncStagesRequest.StageConfig(name="NOOP", desc="a", index=3),
+            pb.BuildPipelineSyncStagesRequest.StageConfig(name="NOOP", desc="b", index=1),
+        ],
+    )
+    stages = stage_only.deployment.BuildPipelineSyncStages(req).stages
+    assert [(s.name, s.index, s.desc, s.rollback) for s in stages] == [("NOOP", 3, "a", False), ("NOOP", 1, "b", False), ("NOOP_ROLLBACK", 1, "b", True)]
+    for s in stages:
+        assert s.status == model_pb.STAGE_NOT_STARTED_YET and s.created_at > 0 and s.updated_at > 0
+        assert s.available_operation == model_pb.MANUAL_OPERATION_NONE and s.id == ""
+    req.rollback = False
+    assert [s.name for s in stage_only.deployment.BuildPipelineSyncStages(req).stages] == ["NOOP", "NOOP"]
+
+
+def test_default_quick_sync(stage_only):
+    stages = stage_only.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest(rollback=True)).stages
+    assert [(s.name, s.index, s.rollback) for s in stages] == [("NOOP_QUICK", 0, False), ("NOOP_ROLLBACK", 0, True)]
+    stages = stage_only.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest(rollback=False)).stages
+    assert [s.name for s in stages] == ["NOOP_QUICK"]
+
+
+def test_quick_sync_default_is_empty_without_quick_sync_stages():
+    import pipeplug
+
+    app = pipeplug.App("bare")
+    app.stage("ONLY")(lambda: None)
+    with served(app) as stubs:
+        assert list(stubs.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest(rollback=True)).stages) == []
+
+
+def test_unregistered_services_are_unimplemented(stage_only):
+    with pytest.raises(grpc.RpcError) as err:
+        stage_only.livestate.GetLivestate(livestate_pb2.GetLivestateRequest())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as err:
+        stage_only.planpreview.GetPlanPreview(planpreview_pb2.GetPlanPreviewRequest())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_bad_pipeline_plan_is_refused_with_reason():
+    import pipeplug
+
+    app = pipeplug.App("badplan")
+    app.stage("A")(lambda: None)
+
+    @app.pipeline
+    def plan(stages):
+        return [pipeplug.PlannedStage(name="A", index=99)]
+
+    with served(app) as stubs:
+        req = pb.BuildPipelineSyncStagesRequest(stages=[pb.BuildPipelineSyncStagesRequest.StageConfig(name="A", index=0)])
+        with pytest.raises(grpc.RpcError) as err:
+            stubs.deployment.BuildPipelineSyncStages(req)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "planned 'A' at index 99, which piped did not request (requested: [0])" in err.value.details()
