@@ -5,7 +5,9 @@ Each deploy target is a directory on the piped host. A release is a copy of the
 application's ``source`` directory under ``<target>/releases/<commit>``, and
 ``<target>/current`` points at the live one. The plugin shows every pipeplug
 decorator: stages (with a rollback stage), versions, strategy, pipeline and
-quick-sync planning, live state and plan preview.
+quick-sync planning, live state and plan preview. WAIT and WAIT_APPROVAL show
+stages that talk back to piped: the stage log, stage metadata to resume after a
+restart, and approvals from the web UI.
 
 Run it locally:   pipeplug run example_app.py
 Run it as piped:  python example_app.py start --piped-plugin-service localhost:9087 --config '{"name":"example","port":7001}'
@@ -18,6 +20,7 @@ import datetime
 import hashlib
 import os
 import shutil
+import time
 
 import attrs
 
@@ -25,6 +28,7 @@ import pipeplug
 from pipeplug import ArtifactKind
 from pipeplug import ArtifactVersion
 from pipeplug import LiveState
+from pipeplug import ManualOperation
 from pipeplug import PlannedStage
 from pipeplug import PlanPreview
 from pipeplug import Resource
@@ -52,6 +56,12 @@ class AppSpec:
 @attrs.frozen
 class WaitOptions:
     duration: datetime.timedelta
+
+
+@attrs.frozen
+class ApprovalOptions:
+    approvers: list[str]  # users who may approve; the web UI offers the button to them only
+    min_approver_num: int = 1  # `minApproverNum` in YAML
 
 
 @attrs.frozen
@@ -132,8 +142,8 @@ def strategy(target_source: pipeplug.DeploymentSource, running_source: pipeplug.
 
 @app.pipeline
 def pipeline(stages: list[pipeplug.StageRequest], rollback: bool) -> list[PlannedStage]:
-    """Plan the requested stages, and a rollback right where the first DIR_SYNC is."""
-    planned = [PlannedStage(name=s.name, index=s.index) for s in stages]
+    """Plan the requested stages (as their ``plan=`` says), and a rollback right where the first DIR_SYNC is."""
+    planned = [app.plan_stage(s) for s in stages]
     syncs = [s.index for s in stages if s.name == "DIR_SYNC"]
     if rollback and syncs:
         planned.append(PlannedStage(name="DIR_ROLLBACK", index=min(syncs), rollback=True))
@@ -151,11 +161,55 @@ def quick_sync(rollback: bool) -> list[PlannedStage]:
 # -- stages -------------------------------------------------------------------
 
 
+#: seconds between WAIT's progress lines
+WAIT_LOG_INTERVAL = 10.0
+
+
 @app.stage("WAIT")
-async def wait(ctx: pipeplug.Context, options: WaitOptions) -> None:
-    """Wait for ``with.duration``; cancellable by piped."""
-    ctx.logger.info("waiting %s", options.duration)
-    await asyncio.sleep(options.duration.total_seconds())
+async def wait(ctx: pipeplug.Context, options: WaitOptions) -> StageResult | None:
+    """Wait for ``with.duration``, resuming where it stopped if piped executes the stage again.
+
+    The start time is kept in stage metadata as ``startTime`` (unix seconds, like
+    the official wait plugin), so after a restart only the remainder is waited.
+    """
+    total = options.duration.total_seconds()
+    if total <= 0:
+        return StageResult(StageStatus.FAILURE, f"with.duration must be greater than 0, got {options.duration}")
+    saved = await ctx.stage_metadata.get("startTime")
+    if saved is not None and saved.isdigit():
+        start = int(saved)
+        ctx.log.info("Resuming: %s of %s already waited", datetime.timedelta(seconds=int(time.time()) - start), options.duration)
+    else:
+        start = int(time.time())
+        await ctx.stage_metadata.put("startTime", str(start))
+        ctx.log.info("Waiting for %s...", options.duration)
+    try:
+        while (remaining := start + total - time.time()) > 0:
+            await asyncio.sleep(min(remaining, WAIT_LOG_INTERVAL))
+            if start + total - time.time() > 0:
+                ctx.log.info("%s elapsed...", datetime.timedelta(seconds=int(time.time()) - start))
+    except asyncio.CancelledError:
+        ctx.log.info("Wait cancelled")
+        raise
+    ctx.log.success("Waited for %s", options.duration)
+    return None
+
+
+def plan_approval(stage: pipeplug.StageRequest) -> PlannedStage:
+    """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press."""
+    approvers = stage.config.get("approvers") or []
+    if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
+        raise ValueError(f"WAIT_APPROVAL at index {stage.index}: with.approvers must be a list of user names, got {approvers!r}")
+    return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=approvers)
+
+
+@app.stage("WAIT_APPROVAL", plan=plan_approval)
+async def wait_approval(ctx: pipeplug.Context, options: ApprovalOptions) -> StageResult | None:
+    """Wait until ``minApproverNum`` of ``with.approvers`` approved in the web UI; approvals survive a restart."""
+    if not options.approvers:
+        return StageResult(StageStatus.FAILURE, "with.approvers: list at least one user who may approve this stage")
+    await ctx.wait_for_approval(options.min_approver_num, approvers=options.approvers)
+    return None
 
 
 @app.stage("DIR_SYNC")
@@ -179,7 +233,7 @@ def sync(
         shutil.rmtree(release, ignore_errors=True)
         os.replace(staging, release)
         switch_to(target, release)
-        ctx.logger.info("published %s to %s", target_source.commit_hash, target.name)
+        ctx.log.info("published %s to %s", target_source.commit_hash, target.name)
     return None
 
 
@@ -199,12 +253,12 @@ def rollback(ctx: pipeplug.Context, deploy_targets: list[pipeplug.DeployTarget],
     """Switch every target back to the running commit's release, if it was published."""
     for target in deploy_targets:
         if running_source is None:
-            ctx.logger.info("%s: first deployment, nothing to roll back to", target.name)
+            ctx.log.info("%s: first deployment, nothing to roll back to", target.name)
             continue
         release = os.path.join(target.config.path, "releases", running_source.commit_hash)
         if os.path.isdir(release):
             switch_to(target, release)
-            ctx.logger.info("%s: rolled back to %s", target.name, running_source.commit_hash)
+            ctx.log.info("%s: rolled back to %s", target.name, running_source.commit_hash)
 
 
 # -- live state and plan preview ----------------------------------------------

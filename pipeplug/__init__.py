@@ -5,8 +5,13 @@ Only the names below are public; everything else may change.
 
 from .app import App as App
 from .configs import ConfigError as ConfigError
+from .context import CommandType as CommandType
 from .context import Context as Context
+from .context import StageCommand as StageCommand
 from .handlers import RegistrationError as RegistrationError
+from .logconfig import secret as secret
+from .piped import PipedError as PipedError
+from .stagelog import StageLog as StageLog
 from .types import ArtifactKind as ArtifactKind
 from .types import ArtifactVersion as ArtifactVersion
 from .types import Deployment as Deployment

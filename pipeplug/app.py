@@ -16,6 +16,11 @@ from .configs import make_converter
 from .handlers import Handler
 from .handlers import RegistrationError
 from .handlers import analyse
+from .types import PlannedStage
+from .types import StageRequest
+
+if t.TYPE_CHECKING:
+    from .testing import TestClient
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -33,6 +38,8 @@ class StageSpec:
     rollback: bool = False
     #: returned by the default BuildQuickSyncStages
     quick_sync: bool = False
+    #: shapes how the stage is planned (see App.stage's ``plan``); None plans it as requested
+    plan: t.Callable[[StageRequest], PlannedStage] | None = None
 
 
 def setupmethod(method: F) -> F:
@@ -90,22 +97,42 @@ class App:
 
     # -- stages -----------------------------------------------------------
 
-    def stage(self, name: str, *, rollback: bool = False, quick_sync: bool = False) -> t.Callable[[F], F]:
+    def stage(
+        self,
+        name: str,
+        *,
+        rollback: bool = False,
+        quick_sync: bool = False,
+        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+    ) -> t.Callable[[F], F]:
         """Register the handler that executes stage ``name``.
 
         :param rollback: this is a rollback stage; the default planners add it
             when piped asks for rollback (``planner.autoRollback``).
         :param quick_sync: the default BuildQuickSyncStages returns this stage.
+        :param plan: ``plan(stage: StageRequest) -> PlannedStage`` decides how the
+            stage is planned in a pipeline, e.g. with an Approve button
+            (``available_operation=ManualOperation.APPROVE``, ``authorized_operators``
+            from its ``with:``). Used by the default pipeline planner, and by
+            :meth:`plan_stage` in your own ``@app.pipeline``.
         """
 
         def decorator(func: F) -> F:
-            self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync)
+            self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync, plan=plan)
             return func
 
         return decorator
 
     @setupmethod
-    def register_stage(self, name: str, func: t.Callable[..., t.Any], *, rollback: bool = False, quick_sync: bool = False) -> None:
+    def register_stage(
+        self,
+        name: str,
+        func: t.Callable[..., t.Any],
+        *,
+        rollback: bool = False,
+        quick_sync: bool = False,
+        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+    ) -> None:
         """Register ``func`` for stage ``name``; see :meth:`stage`."""
         label = f"@app.stage({name!r})"
         if not isinstance(name, str) or not name.strip():
@@ -115,8 +142,28 @@ class App:
             raise RegistrationError(f"{label}: stage {name!r} is already handled by {other}(); a stage has one handler")
         if rollback and quick_sync:
             raise RegistrationError(f"{label}: a stage cannot be both the rollback and the quick-sync stage")
+        if plan is not None and not callable(plan):
+            raise RegistrationError(f"{label}: plan={plan!r} is not callable; pass a function taking the StageRequest and returning a PlannedStage")
         handler = analyse(func, "stage", label=label)
-        self.stages[name] = StageSpec(name=name, handler=handler, rollback=rollback, quick_sync=quick_sync)
+        self.stages[name] = StageSpec(name=name, handler=handler, rollback=rollback, quick_sync=quick_sync, plan=plan)
+
+    def plan_stage(self, stage: StageRequest) -> PlannedStage:
+        """Plan one requested pipeline stage: by its ``plan=`` function, else as requested.
+
+        Call it from your own ``@app.pipeline`` handler to keep what each stage's
+        ``plan=`` adds: ``return [app.plan_stage(s) for s in stages]``.
+        """
+        spec = self.stages.get(stage.name)
+        if spec is None or spec.plan is None:
+            return PlannedStage(name=stage.name, index=stage.index, desc=stage.desc)
+        planned = spec.plan(stage)
+        if not isinstance(planned, PlannedStage) or planned.name != stage.name or planned.index != stage.index or planned.rollback:
+            qualname = getattr(spec.plan, "__qualname__", repr(spec.plan))
+            raise TypeError(
+                f"@app.stage({stage.name!r}, plan={qualname}) returned {planned!r}; expected "
+                f"PlannedStage(name={stage.name!r}, index={stage.index}, ...), not a rollback stage"
+            )
+        return planned
 
     # -- single hooks -----------------------------------------------------
 
@@ -190,3 +237,13 @@ class App:
         from .cli import plugin_command
 
         plugin_command(self).main(args=list(argv) if argv is not None else None, prog_name=self.name)
+
+    def test_client(self, **options: t.Any) -> TestClient:
+        """A :class:`~pipeplug.testing.TestClient` serving this app in-process, wired to a FakePiped.
+
+        ``with app.test_client(deploy_targets=[{"name": "dev", "config": {...}}]) as client:``
+        Options: ``piped`` (a FakePiped to share), ``name``, ``config``, ``deploy_targets``.
+        """
+        from .testing import TestClient
+
+        return TestClient(self, **options)

@@ -13,9 +13,14 @@ import yaml
 
 from .configs import ConfigError
 from .configs import parse_duration
+from .logconfig import ENCODINGS
+from .logconfig import LEVELS
+from .logconfig import configure_logging
+from .logconfig import set_plugin_name
 from .loading import load_app
 from .server import LOOPBACK_HOSTS
 from .server import StartupError
+from .server import TLSFiles
 from .server import run as run_server
 from .settings import parse_settings
 
@@ -25,12 +30,8 @@ if t.TYPE_CHECKING:
 log = logging.getLogger("pipeplug")
 
 
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str = "info", encoding: str = "console") -> None:
+    configure_logging(level, encoding)
 
 
 def _serve(
@@ -42,6 +43,7 @@ def _serve(
     grace_period: float,
     source: str,
     piped_address: str | None = None,
+    server_options: t.Mapping[str, t.Any] | None = None,
 ) -> None:
     try:
         data = dict(raw_config)
@@ -51,8 +53,9 @@ def _serve(
     except ConfigError as exc:
         lines = "\n".join(f"  - {problem}" for problem in exc.problems)
         raise click.ClickException(f"the plugin config from {source} does not fit plugin {app.name!r}:\n{lines}") from None
+    set_plugin_name(settings.name)
     try:
-        run_server(app, settings, hosts=hosts, grace_period=grace_period, piped_address=piped_address)
+        run_server(app, settings, hosts=hosts, grace_period=grace_period, piped_address=piped_address, **(server_options or {}))
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -85,12 +88,14 @@ def plugin_command(app: App) -> click.Group:
     @click.option("--cert-file", default="", help="TLS certificate file")
     @click.option("--key-file", default="", help="TLS key file")
     @click.option("--enable-grpc-reflection", is_flag=True, help="serve gRPC reflection")
-    @click.option("--log-level", default="info", show_default=True)
-    @click.option("--log-encoding", default="console", show_default=True)
+    @click.option("--log-level", type=click.Choice(list(LEVELS), case_sensitive=False), default="info", show_default=True)
+    @click.option("--log-encoding", type=click.Choice(ENCODINGS, case_sensitive=False), default="console", show_default=True)
+    @click.option("--admin-port", type=click.IntRange(0, 65535), default=None, help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
+    @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=None, help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
     @click.pass_context
     def start(ctx: click.Context, piped_plugin_service: str, config_json: str, grace_period: float, **flags: t.Any) -> None:
         """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
-        setup_logging(flags["log_level"])
+        setup_logging(flags["log_level"], flags["log_encoding"])
         if ctx.args:
             log.warning("ignoring flags pipeplug does not know: %s", " ".join(ctx.args))
         try:
@@ -99,8 +104,23 @@ def plugin_command(app: App) -> click.Group:
             raise click.ClickException(f"--config is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         if not isinstance(raw, dict):
             raise click.ClickException(f"--config must be a JSON object, got {type(raw).__name__}")
+        if not flags["tls"] and (flags["cert_file"] or flags["key_file"]):
+            raise click.ClickException("--cert-file and --key-file take effect only with --tls")
+        options = {
+            "tls": TLSFiles(flags["cert_file"], flags["key_file"]) if flags["tls"] else None,
+            "enable_reflection": flags["enable_grpc_reflection"],
+            "admin_port": flags["admin_port"],
+            "maximum_concurrent_rpcs": flags["maximum_concurrent_rpcs"],
+        }
         _serve(
-            app, raw, hosts=LOOPBACK_HOSTS, port=None, grace_period=grace_period, source="--config", piped_address=piped_plugin_service
+            app,
+            raw,
+            hosts=LOOPBACK_HOSTS,
+            port=None,
+            grace_period=grace_period,
+            source="--config",
+            piped_address=piped_plugin_service,
+            server_options=options,
         )
 
     @group.command()
@@ -141,6 +161,40 @@ def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str 
             raise click.ClickException(f"{config_file}: expected a mapping like piped's spec.plugins[] entry")
         raw.update(loaded)
     _serve(app, raw, hosts=hosts or LOOPBACK_HOSTS, port=port, grace_period=grace_period, source=config_file or "defaults")
+
+
+@main.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("-o", "--output", default=None, help="file to write; a directory (existing, or ending in /) gets <name>_<version>_<os>_<arch>  [default: dist/]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["onefile", "shiv"]),
+    default="onefile",
+    show_default=True,
+    help="onefile: self-contained (PyInstaller); the host needs no Python, only the same OS and architecture and a libc "
+    "at least as new as here. shiv: small, runs on the host's python3, which must be the same Python minor version, "
+    "OS and architecture as here (grpcio is native code).",
+)
+@click.option("--version", "version", default=None, help="version in the file name, e.g. v0.1.0  [default: the module's __version__, else dev]")
+def build(target: str, output: str | None, fmt: str, version: str | None) -> None:
+    """Build MODULE:APP into one executable file piped can download (file:// or https://) and start.
+
+    Needs the build tools: pip install 'pipeplug[build]'.
+    """
+    from .build import build_plugin
+
+    artifact = build_plugin(target, output, fmt, version=version, progress=lambda message: click.echo(message, err=True))
+    click.echo(f"built {artifact.path} ({artifact.size / 1e6:.1f} MB, {artifact.format}) in {artifact.seconds:.0f}s")
+    click.echo(f"\npiped config: add this plugin under spec.plugins (piped caches it as ~/.piped/plugins/{artifact.plugin_name};")
+    click.echo("after a rebuild, restart piped with --force-plugin-redownload):\n")
+    click.echo(artifact.piped_config())
+
+
+# `pipeplug dev`: the local piped emulator. Only its click definitions load here; the emulator loads when it runs.
+from .dev.cli import dev as _dev  # noqa: E402
+
+main.add_command(_dev)
 
 
 if __name__ == "__main__":  # pragma: no cover

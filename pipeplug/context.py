@@ -1,23 +1,204 @@
-"""The context object a handler receives as ``ctx``."""
+"""The context object a handler receives as ``ctx``: what the call is about, and how to talk back to piped.
+
+Talking back goes through piped's PluginService (:mod:`pipeplug.piped`),
+scoped here to the stage, deployment or application being served:
+
+- ``ctx.log``: the stage log (web UI) and the process log, one logger.
+- ``ctx.stage_metadata`` / ``ctx.deployment_metadata``: ``await get/put/put_many``.
+- ``ctx.shared_metadata``: ``await get`` (piped writes it, plugins only read).
+- ``ctx.shared_objects``: the application's shared objects, bytes in and out.
+- ``ctx.commands()``, ``await ctx.wait_for_approval(...)``, ``await ctx.install_tool(...)``.
+
+Sync handlers run in worker threads and call the ``*_sync`` twin of each
+awaitable (``ctx.stage_metadata.get_sync(key)``). A twin submits the coroutine
+to the server's event loop with :func:`asyncio.run_coroutine_threadsafe` and
+waits for it: no thread is started per call, and a twin called on the event
+loop itself raises at once instead of deadlocking it. If piped cancels the
+stage, a waiting twin raises :class:`asyncio.CancelledError` in the handler's
+thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import enum
+import functools
 import logging
 import threading
 import typing as t
 
 import attrs
 
+from .piped import PipedError
+from .stagelog import StageLog
+
 if t.TYPE_CHECKING:
+    from .piped import PipedClient
     from .types import Deployment
+
+T = t.TypeVar("T")
+
+#: stage metadata key whose text the web UI shows on the stage
+METADATA_KEY_STAGE_DISPLAY = "pipecd/stage-display-metadata"
+#: stage metadata key listing who approved the stage, comma+space separated
+METADATA_KEY_STAGE_APPROVED_USERS = "pipecd/stage-approved-users"
+
+
+class CommandType(enum.IntEnum):
+    """The commands a stage can receive (``model.Command.Type``)."""
+
+    APPROVE_STAGE = 3
+    SKIP_STAGE = 6
+
+
+@attrs.frozen
+class StageCommand:
+    """A click on the stage's Approve or Skip button in the web UI."""
+
+    id: str
+    type: CommandType
+    #: the user who clicked
+    commander: str
+    #: unix seconds
+    created_at: int = 0
+
+
+class _SyncBridge:
+    """Runs a context's coroutines for sync handlers on the server's event loop."""
+
+    def __init__(self) -> None:
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+        self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[t.Any]] = set()
+        self._cancelled = False
+
+    def run(self, coro: t.Coroutine[t.Any, t.Any, T], what: str) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError(
+                f"{what}_sync() waits for piped, so it cannot run on the event loop (that would stall the loop serving it); "
+                f"in an async handler write `await {what}(...)`"
+            )
+        if self.loop is None or self.loop.is_closed():
+            coro.close()
+            raise RuntimeError(f"{what}_sync(): this context belongs to no running server")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        with self._lock:
+            if self._cancelled:
+                future.cancel()
+            self._pending.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise asyncio.CancelledError(f"{what}_sync(): the stage was cancelled by piped") from None
+        finally:
+            with self._lock:
+                self._pending.discard(future)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+
+
+@attrs.frozen
+class Metadata:
+    """String key/value metadata that piped keeps for the deployment being planned or executed.
+
+    It exists only while piped plans or executes this deployment: in
+    livestate or plan preview handlers, or for another deployment, piped
+    answers with an error (UNKNOWN "metadata store not found"), raised as
+    :class:`~pipeplug.PipedError`. ``put`` is a synchronous round trip to
+    the control plane. An empty key raises ValueError before any call.
+    """
+
+    _label: str
+    _get: t.Callable[[str], t.Awaitable[str | None]]
+    _put: t.Callable[[str, str], t.Awaitable[None]] | None
+    _put_many: t.Callable[[t.Mapping[str, str]], t.Awaitable[None]] | None
+    _bridge: _SyncBridge = attrs.field(repr=False)
+
+    async def get(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+        return await self._get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        """Store ``value`` (a str) under ``key``."""
+        await self._writer(self._put)(key, value)
+
+    async def put_many(self, values: t.Mapping[str, str]) -> None:
+        """Store several keys in one call."""
+        if values:
+            await self._writer(self._put_many)(values)
+
+    def get_sync(self, key: str) -> str | None:
+        """:meth:`get` for sync handlers."""
+        return self._bridge.run(self.get(key), f"{self._label}.get")
+
+    def put_sync(self, key: str, value: str) -> None:
+        """:meth:`put` for sync handlers."""
+        self._bridge.run(self.put(key, value), f"{self._label}.put")
+
+    def put_many_sync(self, values: t.Mapping[str, str]) -> None:
+        """:meth:`put_many` for sync handlers."""
+        self._bridge.run(self.put_many(values), f"{self._label}.put_many")
+
+    def _writer(self, func: t.Callable[..., t.Awaitable[None]] | None) -> t.Callable[..., t.Awaitable[None]]:
+        if func is None:
+            raise TypeError(f"{self._label} is read-only: piped writes it, plugins only read it")
+        return func
+
+
+@attrs.frozen
+class SharedObjects:
+    """The application's shared objects: bytes kept by the control plane per (application, plugin, key).
+
+    They outlive deployments and work wherever an application id is known,
+    including livestate and plan preview. An empty key raises ValueError
+    before any call.
+    """
+
+    _client: PipedClient = attrs.field(repr=False)
+    application_id: str
+    plugin_name: str
+    _bridge: _SyncBridge = attrs.field(repr=False)
+
+    async def get(self, key: str) -> bytes | None:
+        """The object stored under ``key``, or None when there is none."""
+        return await self._client.get_application_shared_object(self.application_id, self.plugin_name, key)
+
+    async def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing what was there."""
+        await self._client.put_application_shared_object(self.application_id, self.plugin_name, key, data)
+
+    def get_sync(self, key: str) -> bytes | None:
+        """:meth:`get` for sync handlers."""
+        return self._bridge.run(self.get(key), "ctx.shared_objects.get")
+
+    def put_sync(self, key: str, data: bytes) -> None:
+        """:meth:`put` for sync handlers."""
+        self._bridge.run(self.put(key, data), "ctx.shared_objects.put")
 
 
 @attrs.define(eq=False)
 class Context:
-    """What a handler knows about the call it serves, and how it talks back.
+    """What a handler knows about the call it serves, and how it talks back to piped.
 
     Every RPC gets a fresh context. ``stage_*`` fields are set only for
-    ExecuteStage, ``deployment`` only where piped sends one.
+    ExecuteStage, ``deployment`` only where piped sends one. Parts that need
+    what a call lacks (``ctx.stage_metadata`` outside a stage, anything
+    talking to piped when the plugin runs without it) raise RuntimeError
+    saying so.
     """
 
     #: the plugin's name in piped's config (``spec.plugins[].name``)
@@ -32,9 +213,15 @@ class Context:
     stage_index: int = 0
     #: the stage status piped sent: RUNNING means piped re-executes a stage it lost
     stage_status: int = 0
-    #: process logger carrying this call's ids
+    #: who may approve this stage, as planned (``authorized_operators``); empty means anyone
+    authorized_operators: tuple[str, ...] = ()
+    #: process logger carrying this call's ids (process log only; ``ctx.log`` writes both)
     logger: logging.LoggerAdapter[logging.Logger] = attrs.field(default=None)
-    _cancelled: threading.Event = attrs.field(factory=threading.Event)
+    #: the stage log in the web UI, and the process log; see :class:`~pipeplug.stagelog.StageLog`
+    log: StageLog = attrs.field(default=None)
+    _piped: PipedClient | None = attrs.field(default=None, repr=False)
+    _cancelled: threading.Event = attrs.field(factory=threading.Event, repr=False)
+    _bridge: _SyncBridge = attrs.field(factory=_SyncBridge, repr=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         if self.logger is None:
@@ -45,6 +232,8 @@ class Context:
                 "stage_name": self.stage_name,
             }
             self.logger = logging.LoggerAdapter(logging.getLogger("pipeplug.handler"), extra)
+        if self.log is None:
+            self.log = StageLog(None, label=self.stage_name or self.rpc, extra=self.logger.extra)
 
     @property
     def deployment_id(self) -> str:
@@ -64,3 +253,170 @@ class Context:
 
     def _cancel(self) -> None:
         self._cancelled.set()
+        self._bridge.cancel()
+
+    # -- scoped PluginService calls ---------------------------------------------------
+
+    def _client(self, what: str, **needs: str) -> PipedClient:
+        if self._piped is None:
+            raise RuntimeError(
+                f"ctx.{what} talks to piped, but this plugin runs without piped (no --piped-plugin-service, e.g. under "
+                "`pipeplug run`); start it as piped does, or test it against pipeplug.testing.FakePiped"
+            )
+        missing = [name for name, value in needs.items() if not value]
+        if missing:
+            raise RuntimeError(f"ctx.{what} needs a {' and a '.join(missing)}, which piped does not send to {self.rpc}")
+        return self._piped
+
+    @property
+    def stage_metadata(self) -> Metadata:
+        """This stage's metadata (ExecuteStage only). It survives a re-execution of the stage, so resume from it."""
+        client = self._client("stage_metadata", deployment=self.deployment_id, stage=self.stage_id)
+        ids = (self.deployment_id, self.stage_id)
+        return Metadata(
+            "ctx.stage_metadata",
+            functools.partial(client.get_stage_metadata, *ids),
+            functools.partial(client.put_stage_metadata, *ids),
+            functools.partial(client.put_stage_metadata_multi, *ids),
+            self._bridge,
+        )
+
+    @property
+    def deployment_metadata(self) -> Metadata:
+        """This plugin's metadata for the whole deployment (namespace = plugin name), shared by its stages."""
+        client = self._client("deployment_metadata", deployment=self.deployment_id)
+        ids = (self.deployment_id, self.plugin_name)
+        return Metadata(
+            "ctx.deployment_metadata",
+            functools.partial(client.get_deployment_plugin_metadata, *ids),
+            functools.partial(client.put_deployment_plugin_metadata, *ids),
+            functools.partial(client.put_deployment_plugin_metadata_multi, *ids),
+            self._bridge,
+        )
+
+    @property
+    def shared_metadata(self) -> Metadata:
+        """The deployment's shared metadata, read-only (piped writes e.g. ``DeploymentNotification``)."""
+        client = self._client("shared_metadata", deployment=self.deployment_id)
+        get = functools.partial(client.get_deployment_shared_metadata, self.deployment_id)
+        return Metadata("ctx.shared_metadata", get, None, None, self._bridge)
+
+    @property
+    def shared_objects(self) -> SharedObjects:
+        """The application's shared objects (bytes), kept across deployments."""
+        client = self._client("shared_objects", application=self.application_id)
+        return SharedObjects(client, self.application_id, self.plugin_name, self._bridge)
+
+    async def install_tool(self, name: str, version: str, script: str) -> str:
+        """Have piped install a tool once per host and return its path (``<tools dir>/<name>-<version>``).
+
+        ``script`` is a shell script and a Go template: it must create
+        ``{{ .OutPath }}``; ``{{ .Name }}``, ``{{ .Version }}``, ``{{ .TmpDir }}``,
+        ``{{ .Os }}`` and ``{{ .Arch }}`` are filled in by piped.
+        """
+        return await self._client("install_tool").install_tool(name, version, script)
+
+    def install_tool_sync(self, name: str, version: str, script: str) -> str:
+        """:meth:`install_tool` for sync handlers."""
+        return self._bridge.run(self.install_tool(name, version, script), "ctx.install_tool")
+
+    # -- commands and approval ---------------------------------------------------------
+
+    def commands(self, *, interval: float | None = None) -> t.AsyncIterator[StageCommand]:
+        """Yield each Approve/Skip command for this stage once, polling piped every ``interval`` seconds.
+
+        Piped lists a command until the stage ends, so commands are
+        deduplicated by id. The iteration ends only when the caller stops it
+        or piped cancels the stage. ``interval`` defaults to 5s
+        (``PIPEPLUG_COMMAND_POLL_INTERVAL``).
+        """
+        client = self._client("commands()", deployment=self.deployment_id, stage=self.stage_id)
+        every = client.options.command_poll_interval if interval is None else interval
+        return self._poll_commands(client, every)
+
+    async def _poll_commands(self, client: PipedClient, every: float) -> t.AsyncIterator[StageCommand]:
+        seen: set[str] = set()
+        known = set(CommandType._value2member_map_)
+        while True:
+            try:
+                found = await client.list_stage_commands(self.deployment_id, self.stage_id)
+            except PipedError as exc:
+                if not exc.retryable:
+                    raise
+                self.logger.warning("listing stage commands failed, trying again in %.1fs: %s", every, exc)
+                found = []
+            for command in found:
+                if command.id in seen or command.type not in known:
+                    continue
+                seen.add(command.id)
+                yield StageCommand(command.id, CommandType(command.type), command.commander, command.created_at)
+            await asyncio.sleep(every)
+
+    def commands_sync(self, *, interval: float | None = None) -> t.Iterator[StageCommand]:
+        """:meth:`commands` for sync handlers: a blocking iterator."""
+        commands = self.commands(interval=interval)
+
+        async def step() -> StageCommand:
+            return await commands.__anext__()
+
+        try:
+            while True:
+                try:
+                    yield self._bridge.run(step(), "ctx.commands")
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self.cancelled:
+                self._bridge.run(t.cast(t.Any, commands).aclose(), "ctx.commands")
+
+    async def wait_for_approval(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
+        """Wait until ``min_approvers`` different users approved this stage; return who approved.
+
+        Works like the official WAIT_APPROVAL plugin: approvers are recorded in
+        stage metadata (``pipecd/stage-approved-users``, and
+        ``pipecd/stage-display-metadata`` for the web UI) and read back first,
+        so approvals given before piped re-executed the stage still count.
+        ``approvers`` defaults to the stage's planned ``authorized_operators``;
+        when it is not empty, approvals from anyone else are ignored. The web
+        UI shows the Approve button only on stages planned with
+        ``available_operation=ManualOperation.APPROVE`` (or named WAIT_APPROVAL).
+        """
+        allowed = list(self.authorized_operators if approvers is None else approvers)
+        if isinstance(min_approvers, bool) or not isinstance(min_approvers, int) or min_approvers < 1:
+            raise ValueError(f"wait_for_approval(min_approvers={min_approvers!r}): expected a whole number of at least 1")
+        if allowed and min_approvers > len(set(allowed)):
+            raise ValueError(
+                f"wait_for_approval(min_approvers={min_approvers}) can never be met: only {len(set(allowed))} user(s) may approve "
+                f"({', '.join(allowed)}); lower min_approvers or add approvers"
+            )
+        metadata = self.stage_metadata
+        recorded = await metadata.get(METADATA_KEY_STAGE_APPROVED_USERS)
+        approved = [user for user in (recorded or "").split(", ") if user]
+        if len(approved) >= min_approvers:
+            self.log.success("Already approved by %s", ", ".join(approved))
+            return approved
+        who = f" from {', '.join(allowed)}" if allowed else ""
+        self.log.info("Waiting for approval of at least %d user(s)%s...", min_approvers, who)
+        async for command in self.commands(interval=interval):
+            user = command.commander
+            if command.type != CommandType.APPROVE_STAGE or user in approved:
+                continue
+            if not user or (allowed and user not in allowed):
+                self.log.warning("Ignoring an approval from %r: not one of the approvers (%s)", user, ", ".join(allowed) or "anyone")
+                continue
+            approved.append(user)
+            self.log.info("Got approval from %s", user)
+            names = ", ".join(approved)
+            try:
+                await metadata.put_many({METADATA_KEY_STAGE_APPROVED_USERS: names, METADATA_KEY_STAGE_DISPLAY: f"Approved by: {names}"})
+            except PipedError as exc:
+                self.log.error("Could not record the approval in stage metadata: %s", exc)
+            if len(approved) >= min_approvers:
+                self.log.success("Approved by %s", names)
+                return approved
+            self.log.info("Waiting for %d more approver(s)...", min_approvers - len(approved))
+        raise AssertionError("unreachable: ctx.commands() never ends")  # pragma: no cover
+
+    def wait_for_approval_sync(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
+        """:meth:`wait_for_approval` for sync handlers."""
+        return self._bridge.run(self.wait_for_approval(min_approvers, approvers=approvers, interval=interval), "ctx.wait_for_approval")

@@ -1,4 +1,10 @@
-"""Serving an App over grpc.aio: startup hooks, binding, signals, graceful stop."""
+"""Serving an App over grpc.aio: startup hooks, binding, health, signals, parent death, graceful stop.
+
+Async handlers run on the event loop with no thread hop; sync handlers run in a
+bounded thread pool, so a blocking handler never stalls the loop and a pool full
+of blocking stages never delays async ones. Every call passes through
+:mod:`pipeplug.guard` (concurrency limit, metrics, malformed requests).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,23 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
+import attrs
 import grpc
 
+from . import logconfig
+from .guard import GuardedRegistrar
+from .piped import PipedClient
+from .piped import PipedOptions
 from .servicers import Dispatcher
 from .servicers import add_servicers
+from .stagelog import StageLogFlusher
 
 if t.TYPE_CHECKING:
+    from .admin import AdminServer
     from .app import App
     from .settings import PluginSettings
 
@@ -27,13 +41,64 @@ LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 #: blocking stages cannot stall them.
 DEFAULT_SYNC_WORKERS = 64
 
+#: How often the plugin checks that piped (its parent process) is still alive.
+PARENT_POLL_SECONDS = 1.0
+
+#: Stage-log flushes and other stop callbacks get at most this long.
+STOP_CALLBACK_SECONDS = 5.0
+
+#: grpc core options. Each was checked by experiment on grpcio 1.85 (bench/README.md, "Server options").
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Calls that arrive faster than the event loop accepts them wait in grpc core's
+    # pending queue. Past `max_pending_requests` (default 1000) core refuses new calls
+    # at random, and every one past the hard limit (default 3000); the client sees
+    # CANCELLED. With the defaults a burst of 10,000 held stages on one connection lost
+    # 56% of its calls. piped opens one call per running stage and never retries it, so
+    # queue generously; the hard limit still bounds the memory a flood can take.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 40_000),
+    # A queued call that the loop has not accepted within this many seconds is cancelled
+    # (default 30). Only a loop stalled that long gets there, and piped sets no deadline:
+    # rather serve late than fail the stage.
+    ("grpc.server_max_unrequested_time_in_server", 300),
+    # grpc sets SO_REUSEPORT by default, so a second plugin process (a new piped's, next to
+    # an orphan of the old one) binds the same port and silently shares its calls. Refuse.
+    ("grpc.so_reuseport", 0),
+)
+
 
 class StartupError(RuntimeError):
-    """The plugin cannot start: a startup hook failed or no address could be bound."""
+    """The plugin cannot start: a startup hook failed, a file is missing, or no address could be bound."""
+
+
+@attrs.frozen
+class TLSFiles:
+    """``--tls --cert-file --key-file``: PEM files for serving TLS."""
+
+    cert_file: str
+    key_file: str
+
+    def credentials(self) -> grpc.ServerCredentials:
+        pem = {}
+        for flag, path in (("--cert-file", self.cert_file), ("--key-file", self.key_file)):
+            if not path:
+                raise StartupError(f"--tls needs {flag}: the PEM file of the server's {flag[2:-5]}")
+            try:
+                with open(path, "rb") as f:
+                    pem[flag] = f.read()
+            except OSError as exc:
+                raise StartupError(f"{flag} {path}: cannot read it: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([(pem["--key-file"], pem["--cert-file"])])
 
 
 class PluginServer:
-    """One running plugin process: a grpc.aio server serving one App."""
+    """One running plugin process: a grpc.aio server serving one App.
+
+    :param grace_period: seconds in-flight calls get after SIGTERM before they are cancelled.
+    :param maximum_concurrent_rpcs: calls beyond this many in flight get RESOURCE_EXHAUSTED.
+    :param admin_port: serve /healthz, /version and /metrics on 127.0.0.1 at this port (0: any free port).
+    :param watch_parent: stop when the parent process (piped) dies; default: when started by piped.
+    """
 
     def __init__(
         self,
@@ -44,6 +109,11 @@ class PluginServer:
         grace_period: float = 30.0,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
         piped_address: str | None = None,
+        tls: TLSFiles | None = None,
+        enable_reflection: bool = False,
+        maximum_concurrent_rpcs: int | None = None,
+        admin_port: int | None = None,
+        watch_parent: bool | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -51,17 +121,37 @@ class PluginServer:
         self.grace_period = grace_period
         #: piped's PluginService address (``--piped-plugin-service``); None when run without piped
         self.piped_address = piped_address
+        self.tls = tls
+        self.enable_reflection = enable_reflection
+        if maximum_concurrent_rpcs is not None and maximum_concurrent_rpcs < 1:
+            raise StartupError(f"--maximum-concurrent-rpcs must be at least 1, got {maximum_concurrent_rpcs}")
+        self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
+        self.admin_port = admin_port
+        self.watch_parent = piped_address is not None if watch_parent is None else watch_parent
         self.executor = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="pipeplug-sync")
         self.dispatcher = Dispatcher(app, settings, self.executor)
+        #: the client of piped's PluginService, connected by start() when piped_address is given
+        self.piped: PipedClient | None = None
         self.server: grpc.aio.Server | None = None
+        self.admin: AdminServer | None = None
         self.port = 0
         self.addresses: list[str] = []
-        self._stopping: asyncio.Event | None = None
+        #: awaited, in order, after the gRPC server has stopped and before the process exits
+        #: (e.g. the stage log persister's final flush); each gets STOP_CALLBACK_SECONDS
+        self.on_stop: list[t.Callable[[], t.Awaitable[t.Any]]] = []
+        self._health: t.Any = None
+        self._stopped: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        logconfig.register_secrets(logconfig.secret_values(settings.config))
+        logconfig.register_secrets(logconfig.secret_values([target.config for target in settings.deploy_targets.values()]))
 
     async def start(self) -> None:
         """Run startup hooks, then bind and start serving."""
         self.app._started = True
-        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        if self.piped_address:
+            self._connect_piped(self.piped_address)
         targets = list(self.settings.deploy_targets.values())
         for hook in self.app.startup_hooks:
             values = {"config": lambda: self.settings.config, "deploy_targets": lambda: targets}
@@ -69,13 +159,46 @@ class PluginServer:
                 await hook.call(values, self.executor)
             except Exception as exc:
                 raise StartupError(f"@app.on_startup handler {hook.qualname}() failed: {type(exc).__name__}: {exc}") from exc
-        server = grpc.aio.server()
-        services = add_servicers(server, self.dispatcher)
+        credentials = self.tls.credentials() if self.tls is not None else None
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        services = add_servicers(GuardedRegistrar(server, maximum_concurrent_rpcs=self.maximum_concurrent_rpcs), self.dispatcher)  # type: ignore[arg-type]
+        self._health = await _add_health(server, services)
+        if self.enable_reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            reflection.enable_server_reflection([*services, "grpc.health.v1.Health", reflection.SERVICE_NAME], server)
+        self._bind(server, credentials)
+        await server.start()
+        self.server = server
+        log.info(
+            "plugin %s serving %s on %s%s",
+            self.settings.name,
+            ", ".join(s.rsplit(".", 1)[-1] for s in services),
+            ", ".join(self.addresses),
+            " (TLS)" if credentials else "",
+        )
+        if self.admin_port is not None:
+            await self._start_admin()
+        if self.watch_parent:
+            self._watcher = asyncio.ensure_future(self._watch_parent(_launcher_pid()))
+
+    def _connect_piped(self, address: str) -> None:
+        """Open the channel to piped's PluginService and the stage-log flusher; stop() closes both."""
+        try:
+            options = PipedOptions.from_env()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        piped = self.piped = self.dispatcher.piped = PipedClient(address, options)
+        stage_logs = self.dispatcher.stage_logs = StageLogFlusher(piped)
+        self.on_stop += [lambda: stage_logs.aclose(STOP_CALLBACK_SECONDS - 1), piped.close]
+        log.info("talking to piped's PluginService at %s", address)
+
+    def _bind(self, server: grpc.aio.Server, credentials: grpc.ServerCredentials | None) -> None:
         port = self.settings.port
         for host in self.hosts:
             address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             try:
-                bound = server.add_insecure_port(address)
+                bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
             except RuntimeError as exc:
                 bound = 0
                 error = exc
@@ -89,20 +212,74 @@ class PluginServer:
             port = bound  # with port 0, every family shares the first one chosen
             self.addresses.append(address.rsplit(":", 1)[0] + f":{bound}")
         self.port = port
-        await server.start()
-        self.server = server
-        log.info("plugin %s serving %s on %s", self.settings.name, ", ".join(s.rsplit(".", 1)[-1] for s in services), ", ".join(self.addresses))
+
+    async def _start_admin(self) -> None:
+        from . import __version__
+        from .admin import AdminServer
+
+        version = {"plugin": self.settings.name, "pipeplug": __version__, "grpcio": grpc.__version__}
+        self.admin = AdminServer(t.cast(int, self.admin_port), health=self.health_problems, version=version)
+        try:
+            await self.admin.start()
+        except OSError as exc:
+            raise StartupError(f"--admin-port {self.admin_port}: cannot listen on 127.0.0.1: {exc.strerror}") from None
+
+    def health_problems(self) -> list[str]:
+        """What is broken now: the gRPC server, or the connection to piped. Empty when healthy."""
+        problems = []
+        if self.server is None or self._stop_task is not None:
+            problems.append("gRPC server is not serving (stopping or not started)")
+        channel = getattr(self.piped, "_channel", None)  # PipedClient has no public connectivity accessor yet
+        if channel is not None:
+            state = channel.get_state(try_to_connect=True)
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+                problems.append(f"connection to piped at {self.piped_address} is {state.name}")
+        return problems
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting calls and give in-flight ones ``grace`` seconds."""
+        """Stop accepting calls, give in-flight ones ``grace`` seconds, run the stop callbacks.
+
+        Safe to call more than once and from several places (signal, parent death).
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop(self.grace_period if grace is None else grace))
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float) -> None:
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
         if self.server is not None:
-            await self.server.stop(self.grace_period if grace is None else grace)
+            # Refuses new calls at once; cancels the calls still running when grace ends.
+            await self.server.stop(grace)
+        for callback in self.on_stop:
+            try:
+                await asyncio.wait_for(callback(), STOP_CALLBACK_SECONDS)
+            except Exception:  # noqa: BLE001 - one failed flush must not keep the process alive
+                log.exception("stop callback %r failed", callback)
+        if self.admin is not None:
+            await self.admin.stop()
+        if self._watcher is not None and self._watcher is not asyncio.current_task():
+            self._watcher.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self._stopping is not None:
-            self._stopping.set()
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def _watch_parent(self, parent: int) -> None:
+        """Stop when the parent process dies, so an orphan never holds the port.
+
+        piped starts plugins without a parent-death signal, and a SIGKILLed piped
+        cannot send SIGTERM. When the parent dies the kernel re-parents us (to init
+        or a subreaper), so getppid() changes. Polling is used rather than
+        prctl(PR_SET_PDEATHSIG): that signal fires when the *thread* that forked us
+        exits, which in a Go parent like piped can happen while piped lives on.
+        """
+        while _launcher_pid() == parent:
+            await asyncio.sleep(PARENT_POLL_SECONDS)
+        log.warning("parent process %d (piped) is gone; stopping so the port is freed", parent)
+        await self.stop()
 
     async def serve_forever(self) -> None:
-        """Serve until SIGTERM or SIGINT; a second signal exits at once."""
+        """Serve until stopped by SIGTERM/SIGINT or the parent's death; a second signal exits at once."""
         loop = asyncio.get_running_loop()
         signals = 0
 
@@ -111,19 +288,48 @@ class PluginServer:
             signals += 1
             if signals > 1:
                 log.warning("second %s: exiting now", signal.Signals(signum).name)
+                logging.shutdown()
                 os._exit(1)
-            log.info("%s: stopping, in-flight calls get %.0fs", signal.Signals(signum).name, self.grace_period)
+            log.info("%s: stopping, in-flight calls get %gs", signal.Signals(signum).name, self.grace_period)
             loop.create_task(self.stop())
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, on_signal, signum)
-        assert self.server is not None and self._stopping is not None
-        await self._stopping.wait()
-        await self.server.wait_for_termination()
+        assert self.server is not None and self._stopped is not None
+        await self._stopped.wait()
+        log.info("plugin %s stopped", self.settings.name)
+
+
+async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.Any:
+    """The standard grpc.health.v1.Health service: SERVING for "" and each service until stop."""
+    from grpc_health.v1 import health
+    from grpc_health.v1 import health_pb2
+    from grpc_health.v1 import health_pb2_grpc
+
+    servicer = health.aio.HealthServicer()
+    for name in ("", *services):
+        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    return servicer
+
+
+def _launcher_pid() -> int:
+    """The process that started the plugin: our parent, except in a PyInstaller onefile
+    (``pipeplug build``), where the parent is the bootloader running the same file and
+    piped is the bootloader's parent. Linux only; elsewhere the parent."""
+    parent = os.getppid()
+    if getattr(sys, "frozen", False):
+        try:
+            if os.path.realpath(f"/proc/{parent}/exe") == os.path.realpath(sys.executable):
+                with open(f"/proc/{parent}/stat") as f:
+                    return int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return parent
 
 
 def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
-    """Start the server and block until it is stopped by a signal."""
+    """Start the server and block until it is stopped by a signal or by the parent's death."""
 
     async def main() -> None:
         server = PluginServer(app, settings, **options)

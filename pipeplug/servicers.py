@@ -29,6 +29,8 @@ from .configs import structure
 from .context import Context
 from .handlers import Handler
 from .results import normalise_stage_result
+from .stagelog import StageLog
+from .stagelog import current_stage_log
 from .types import ArtifactVersion
 from .types import LiveState
 from .types import PlannedStage
@@ -41,6 +43,8 @@ from .types import SyncStrategy
 if t.TYPE_CHECKING:
     from .app import App
     from .app import StageSpec
+    from .piped import PipedClient
+    from .stagelog import StageLogFlusher
     from .settings import PluginSettings
 
 log = logging.getLogger("pipeplug")
@@ -63,6 +67,9 @@ class Dispatcher:
         self.app = app
         self.settings = settings
         self.executor = executor
+        #: piped's PluginService and the stage-log flusher; set by the server when started by piped
+        self.piped: PipedClient | None = None
+        self.stage_logs: StageLogFlusher | None = None
 
     # -- building handler arguments ------------------------------------------
 
@@ -121,7 +128,7 @@ class Dispatcher:
         if deployment is not None:
             fields.setdefault("application_id", deployment.application_id)
             fields.setdefault("application_name", deployment.application_name)
-        return Context(plugin_name=self.settings.name, rpc=rpc, deployment=deployment, **fields)
+        return Context(plugin_name=self.settings.name, rpc=rpc, deployment=deployment, piped=self.piped, **fields)
 
     # -- calling hooks that answer with a gRPC error on failure --------------
 
@@ -141,24 +148,46 @@ class Dispatcher:
     # -- stages ---------------------------------------------------------------
 
     async def run_stage(self, spec: StageSpec, ctx: Context, values: Getters, stage_config: bytes) -> tuple[StageStatus, str]:
-        """Run one stage to a (status, message); never raises except on cancellation."""
+        """Run one stage to a (status, message); never raises except on cancellation.
+
+        Piped never shows the reply's message, so a failure also goes to the stage
+        log as an ERROR line. The stage log is completed exactly once, whatever happens.
+        """
         started = time.monotonic()
+        ctx.log = self._stage_log(ctx, label=_where(spec, ctx))
+        routed = current_stage_log.set(ctx.log)  # `logging` calls inside the stage reach its log
+        logged = False
         try:
             values["options"] = _once(lambda: self._options(spec, stage_config))
             result = await spec.handler.call(values, self.executor)
             status, message = normalise_stage_result(result, f"stage {spec.name} handler {spec.handler.qualname}()")
         except asyncio.CancelledError:
             ctx._cancel()
-            ctx.logger.warning("stage %s cancelled by piped after %.1fs", spec.name, time.monotonic() - started)
+            ctx.log.warning("Cancelled by piped after %.1fs", time.monotonic() - started)
+            ctx.log.complete()  # finishes in the background; piped has stopped listening
             raise
         except InputError as exc:
             status, message = StageStatus.FAILURE, f"stage {spec.name}: {exc}"
         except Exception as exc:  # noqa: BLE001 - user code must never take the server down
-            ctx.logger.exception("stage %s handler %s() raised", spec.name, spec.handler.qualname)
+            ctx.log.exception("Handler %s() raised", spec.handler.qualname)
             status, message = StageStatus.FAILURE, f"{type(exc).__name__}: {exc}"
+            logged = True
+        finally:
+            current_stage_log.reset(routed)
+        if message and not logged:
+            # The reply's message is never shown by piped: the stage log is where users see it.
+            write = {StageStatus.FAILURE: ctx.log.error, StageStatus.SUCCESS: ctx.log.success}.get(status, ctx.log.info)
+            write("%s", message)
         level = logging.INFO if status in (StageStatus.SUCCESS, StageStatus.SKIPPED, StageStatus.EXITED) else logging.WARNING
-        ctx.logger.log(level, "stage %s finished %s in %.3fs%s", spec.name, status.name, time.monotonic() - started, f": {message}" if message else "")
+        ctx.logger.log(level, "%s finished %s in %.3fs%s", _where(spec, ctx), status.name, time.monotonic() - started, f": {message}" if message else "")
+        await asyncio.shield(ctx.log.complete())
         return status, message
+
+    def _stage_log(self, ctx: Context, label: str) -> StageLog:
+        buffer = None
+        if self.stage_logs is not None and ctx.deployment_id and ctx.stage_id:
+            buffer = self.stage_logs.open(ctx.deployment_id, ctx.stage_id)
+        return StageLog(buffer, label=label, extra=ctx.logger.extra)
 
     def _options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
         try:
@@ -171,6 +200,10 @@ class Dispatcher:
             return structure(self.app.converter, raw, spec.handler.options_type, path="with")
         except ConfigError as exc:
             raise InputError("; ".join(exc.problems)) from None
+
+
+def _where(spec: StageSpec, ctx: Context) -> str:
+    return f"stage {spec.name} (stage id {ctx.stage_id}, deployment {ctx.deployment_id})"
 
 
 async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str, path: str) -> t.Any:
@@ -262,7 +295,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             requested.append(StageRequest(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
         handler = self.app.hooks.get("pipeline")
         if handler is None:
-            planned = self._default_pipeline(requested, request.rollback)
+            planned = await _checked(context, lambda: self._default_pipeline(requested, request.rollback))
         else:
             ctx = self.d.context("BuildPipelineSyncStages")
             values = self.d.getters(ctx, stages=requested, rollback=request.rollback)
@@ -275,7 +308,11 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         return deploy_pb.BuildPipelineSyncStagesResponse(stages=[wire.stage_to_pb(s, desc=desc.get(s.index, ""), now=now) for s in planned])
 
     def _default_pipeline(self, requested: list[StageRequest], rollback: bool) -> list[PlannedStage]:
-        planned = [PlannedStage(name=s.name, index=s.index, desc=s.desc) for s in requested]
+        try:
+            planned = [self.app.plan_stage(s) for s in requested]
+        except Exception as exc:  # noqa: BLE001 - user code in a stage's plan= must not take the server down
+            log.exception("planning a stage failed")
+            raise HandlerResultError(f"{type(exc).__name__}: {exc}") from None
         if rollback and requested:
             # Each rollback stage takes a distinct requested index, smallest first (piped
             # rejects repeated rollback indexes).
@@ -330,7 +367,13 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             log.error("%s (deployment %s)", message, deployment.id)
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_FAILURE, message=message)
         ctx = self.d.context(
-            "ExecuteStage", deployment, stage_id=stage.id, stage_name=stage.name, stage_index=stage.index, stage_status=stage.status
+            "ExecuteStage",
+            deployment,
+            stage_id=stage.id,
+            stage_name=stage.name,
+            stage_index=stage.index,
+            stage_status=stage.status,
+            authorized_operators=tuple(stage.authorized_operators),
         )
         values = self.d.getters(
             ctx,

@@ -45,9 +45,6 @@ REQUIRED_STRINGS: dict[str, tuple[str, ...]] = {
     "PutApplicationSharedObject": ("application_id", "plugin_name", "key"),
 }
 
-#: the most a gRPC peer of piped receives by default (4 MiB)
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
 
 def _defined(enum: t.Any, value: int) -> bool:
     return value in enum.values_by_number
@@ -136,14 +133,6 @@ def check_log_retried_count(retried_count: int, *, stage: str = "") -> list[str]
         return []
     where = f"stage {stage}" if stage else "the stage"
     return [f"real piped would store this where the web UI never looks: log of {where} sent with retried_count={retried_count}; send 0"]
-
-
-def check_message_size(message: t.Any, *, label: str) -> list[str]:
-    """A message above gRPC's default 4 MiB receive limit is refused with RESOURCE_EXHAUSTED."""
-    size = message.ByteSize()
-    if size <= MAX_MESSAGE_BYTES:
-        return []
-    return [f"{REJECT}: {label} is {size} bytes, over gRPC's default 4 MiB receive limit; send it in smaller batches"]
 
 
 # -- planning responses ----------------------------------------------------------

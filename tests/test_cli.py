@@ -46,7 +46,7 @@ def test_piped_argv_serves_on_both_loopback_families(tmp_path):
     config = {"name": "example", "url": "file:///opt/plugins/example", "deployTargets": [{"name": "local", "config": {"path": str(tmp_path)}}]}
     plugin = Plugin(EXAMPLE, config).wait_ready()
     try:
-        assert fetch(f"127.0.0.1:{plugin.port}") == ["WAIT", "DIR_SYNC", "DIR_VERIFY", "DIR_ROLLBACK"]
+        assert fetch(f"127.0.0.1:{plugin.port}") == ["WAIT", "WAIT_APPROVAL", "DIR_SYNC", "DIR_VERIFY", "DIR_ROLLBACK"]
         assert fetch(f"localhost:{plugin.port}")
         if has_ipv6_loopback():
             assert fetch(f"[::1]:{plugin.port}")

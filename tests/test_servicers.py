@@ -200,9 +200,11 @@ def test_plan_preview(every, tmp_path):
 # -- results and errors -------------------------------------------------------
 
 
-def test_exception_is_failure_and_server_survives(every):
-    res = execute(every, "RAISE")
+def test_exception_is_failure_and_server_survives(every, caplog):
+    res = execute(every, "RAISE", stage_id="s-raise")
     assert (res.status, res.message) == (model_pb.STAGE_FAILURE, "RuntimeError: boom from RAISE")
+    logged = [r for r in caplog.records if r.exc_info and "boom from RAISE" in str(r.exc_info[1])]
+    assert logged and "stage RAISE (stage id s-raise, deployment dep-1)" in logged[0].getMessage()
     assert execute(every, "OUTCOME", {}).status == model_pb.STAGE_SUCCESS
 
 
@@ -258,7 +260,7 @@ def test_cancellation_reaches_async_and_sync_handlers(every, tmp_path, stage):
     call.cancel()
     marker = tmp_path / f"cancelled-c-{stage}"
     deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.read_text() == ("async" if stage == "ASYNC_SLEEP" else "sync")
     assert time.monotonic() - started < 2
@@ -351,3 +353,16 @@ def test_bad_pipeline_plan_is_refused_with_reason():
             stubs.deployment.BuildPipelineSyncStages(req)
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "planned 'A' at index 99, which piped did not request (requested: [0])" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("status", "severity"), [("SUCCESS", "SUCCESS"), ("EXITED", "INFO"), ("SKIPPED", "INFO"), ("FAILURE", "ERROR")]
+)
+def test_result_message_reaches_the_stage_log(status, severity):
+    """piped never shows ExecuteStageResponse.message, so every result message is logged."""
+    app = load_test_app("every_decorator").app
+    with app.test_client(deploy_targets=[{"name": "dev", "config": {"region": "eu"}}]) as client:
+        run = client.execute_stage("OUTCOME", {"status": status, "message": "enough"})
+    assert run.status.name == status
+    assert (severity, "enough") in run.logs
+    assert run.log_completed

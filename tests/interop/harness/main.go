@@ -16,8 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +56,6 @@ func run() int {
 	flag.Parse()
 	out := os.Stdout
 
-
 	tmp, err := os.MkdirTemp("", "pipeplug-interop-")
 	if err != nil {
 		fmt.Fprintf(out, "FAIL: %v\n", err)
@@ -66,7 +67,12 @@ func run() int {
 		defer os.RemoveAll(tmp)
 	}
 
-	sc, err := loadScenario(*scenarioPath, map[string]string{"TMP": tmp})
+	now := time.Now().Unix()
+	sc, err := loadScenario(*scenarioPath, map[string]string{
+		"TMP":      tmp,
+		"NOW":      fmt.Sprint(now),
+		"HOUR_AGO": fmt.Sprint(now - 3600),
+	})
 	if err != nil {
 		fmt.Fprintf(out, "FAIL: scenario: %v\n", err)
 		return 2
@@ -87,8 +93,13 @@ func run() int {
 	logger, _ := zcfg.Build()
 	defer logger.Sync()
 
-
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	// A closed output pipe must not kill the harness before it stops the plugin.
+	signal.Ignore(syscall.SIGPIPE)
+	// SIGINT/SIGTERM end the run early; the deferred stops still run, so the
+	// plugin process gets its SIGTERM.
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	ctx, cancel := context.WithTimeout(sigCtx, *timeout)
 	defer cancel()
 
 	cp := newFakeControlPlane()
@@ -117,6 +128,7 @@ func run() int {
 			t.Fatalf("%v", err)
 		}
 		pcfg := config.PipedPlugin{Name: pluginName, URL: "file://" + src, Port: port, Config: sc.Plugin.Config}
+		fmt.Fprintf(out, "plugin url: %s\n", pcfg.URL) // shows whether a wrapper or the file itself is launched
 		for _, dt := range sc.Plugin.DeployTargets {
 			pcfg.DeployTargets = append(pcfg.DeployTargets, config.PipedDeployTarget{Name: dt.Name, Labels: dt.Labels, Config: dt.Config})
 			s.targetsAll = append(s.targetsAll, dt.Name)

@@ -132,12 +132,15 @@ type StageCase struct {
 	} `json:"commands,omitempty"`
 	// Stage metadata already stored when the stage starts (a resumed stage).
 	SeedMetadata map[string]string `json:"seedMetadata,omitempty"`
+	// The stage status piped sends: NOT_STARTED_YET (default) or RUNNING (piped
+	// re-executes a stage it lost in an ungraceful restart).
+	SendStatus string `json:"sendStatus,omitempty"`
 
 	// Cancel the ExecuteStage RPC this many seconds after the call (as piped
 	// does on a UI cancel); 0 = no cancel.
 	CancelAfterSeconds float64 `json:"cancelAfterSeconds,omitempty"`
 	// After a cancel: seconds within which the plugin must have finished its
-	// logs (completed=true) and answer again. Default 10.
+	// logs (completed=true) and answer again. Default 5.
 	CancelWithinSeconds float64 `json:"cancelWithinSeconds,omitempty"`
 	// Harness timeout for the RPC. Default 60.
 	TimeoutSeconds float64 `json:"timeoutSeconds,omitempty"`
@@ -145,8 +148,9 @@ type StageCase struct {
 	// STAGE_SUCCESS, STAGE_FAILURE, ... (short names like SUCCESS work too):
 	// the status the plugin returns. For a cancelled call: not checked.
 	ExpectStatus string `json:"expectStatus,omitempty"`
-	// "required" (default): at least one block and completed=true;
-	// "optional": checked only if sent; "none": no logs at all.
+	// "required" (default): the stage log is completed (completed=true);
+	// "nonempty": completed and at least one block; "optional": checked only
+	// if sent; "none": no logs at all. Every block sent is always checked.
 	Logs              string   `json:"logs,omitempty"`
 	ExpectLogContains []string `json:"expectLogContains,omitempty"`
 	// Stage metadata saved to the control plane: key -> value ("*" = any non-empty).

@@ -595,6 +595,7 @@ type stageRun struct {
 	err         error
 	cancelled   bool
 	cancelledAt time.Time
+	startedAt   time.Time
 	returnedAt  time.Time
 	timedOut    bool
 	piped       model.StageStatus // what piped records for the stage
@@ -654,16 +655,18 @@ func (s *suite) executeStage(t *T, p *plan, ps *model.PipelineStage, sc *StageCa
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	var cancelTimer *time.Timer
+	cancelled := make(chan time.Time, 1)
 	if sc.CancelAfterSeconds > 0 {
 		cancelTimer = time.AfterFunc(time.Duration(sc.CancelAfterSeconds*float64(time.Second)), func() {
-			r.cancelledAt = time.Now()
+			cancelled <- time.Now()
 			cancel()
 		})
 	}
+	r.startedAt = time.Now()
 	r.res, r.err = s.plugin.client.ExecuteStage(ctx, req)
 	r.returnedAt = time.Now()
-	if cancelTimer != nil {
-		cancelTimer.Stop()
+	if cancelTimer != nil && !cancelTimer.Stop() {
+		r.cancelledAt = <-cancelled
 	}
 	// piped's result handling (scheduler.executeStage).
 	switch {
@@ -700,11 +703,11 @@ func firstPositive(a ...float64) float64 {
 func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 	ps := r.ps
 	where := fmt.Sprintf("stage %q (index %d%s)", ps.Name, ps.Index, map[bool]string{true: ", rollback"}[ps.Rollback])
-	t.Logf("%s: piped records %s after %s", where, r.piped, r.returnedAt.Sub(time.Now()).Abs())
+	t.Logf("%s: ExecuteStage took %s; piped records %s", where, r.returnedAt.Sub(r.startedAt).Round(time.Millisecond), r.piped)
 	if r.timedOut {
 		t.Errorf("%s: ExecuteStage did not return within the harness timeout", where)
 	}
-	logWait := 10 * time.Second
+	logWait := 3 * time.Second
 	switch {
 	case sc.CancelAfterSeconds > 0 && !r.cancelled:
 		t.Errorf("%s: ExecuteStage returned (%v, %v) before the cancel at %.1fs; use a longer stage", where, r.res.GetStatus(), r.err, sc.CancelAfterSeconds)
@@ -714,7 +717,7 @@ func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 		if d > 2*time.Second || status.Code(r.err) != codes.Canceled {
 			t.Errorf("%s: cancelled ExecuteStage ended after %s with %v, want a prompt CANCELED", where, d, r.err)
 		}
-		logWait = time.Duration(firstPositive(sc.CancelWithinSeconds, 10) * float64(time.Second))
+		logWait = time.Duration(firstPositive(sc.CancelWithinSeconds, 5) * float64(time.Second))
 		// The plugin must still be able to serve after a cancel.
 		hctx, hcancel := context.WithTimeout(s.ctx, 5*time.Second)
 		if _, err := s.plugin.client.FetchDefinedStages(hctx, &deployment.FetchDefinedStagesRequest{}); err != nil {
@@ -747,7 +750,7 @@ func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 	mode := firstNonEmpty(sc.Logs, "required")
 	deadline := time.Now().Add(logWait)
 	snap := s.cp.stageLogs(p.d.Id, ps.Id)
-	for mode == "required" && !snap.completed && time.Now().Before(deadline) {
+	for (mode == "required" || mode == "nonempty") && !snap.completed && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 		snap = s.cp.stageLogs(p.d.Id, ps.Id)
 	}
@@ -761,8 +764,8 @@ func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 		fmt.Fprintf(&text, "[%s] %s\n", strings.TrimPrefix(b.Severity.String(), "LOG_SEVERITY_"), b.Log)
 	}
 	switch mode {
-	case "required":
-		if len(snap.blocks) == 0 {
+	case "required", "nonempty":
+		if mode == "nonempty" && len(snap.blocks) == 0 {
 			t.Errorf("%s: no log blocks reached the control plane", where)
 		}
 		if !snap.completed {
@@ -774,7 +777,7 @@ func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 		}
 	case "optional":
 	default:
-		t.Fatalf("scenario: logs must be required, optional or none, not %q", mode)
+		t.Fatalf("scenario: logs must be required, nonempty, optional or none, not %q", mode)
 	}
 	if snap.completed {
 		lag := snap.completedAt.Sub(r.returnedAt)
@@ -801,7 +804,7 @@ func (s *suite) checkStageRun(t *T, p *plan, r *stageRun, sc *StageCase) {
 		}
 	}
 	if t.failed || s.verbose {
-		t.Logf("%s: logs received:\n%s", where, strings.TrimRight(text.String(), "\n"))
+		t.Logf("%s: logs received:\n%s", where, firstNonEmpty(strings.TrimRight(text.String(), "\n"), "(none)"))
 	}
 
 	md, saves := s.cp.getStageMetadata(ps.Id)
@@ -828,7 +831,15 @@ func (s *suite) executeDeployment(t *T, p *plan) {
 	d.Versions = p.versions
 	d.Stages = p.stages
 	for _, ps := range d.Stages {
-		if sc := s.stageCase(p.dc, ps); len(sc.SeedMetadata) > 0 {
+		sc := s.stageCase(p.dc, ps)
+		if sc.SendStatus != "" {
+			st, err := parseStageStatus(sc.SendStatus)
+			if err != nil {
+				t.Fatalf("scenario: %v", err)
+			}
+			ps.Status = st
+		}
+		if len(sc.SeedMetadata) > 0 {
 			if ps.Metadata == nil {
 				ps.Metadata = map[string]string{}
 			}
@@ -981,12 +992,12 @@ func (s *suite) checkConcurrency(t *T, cc *ConcurrencyCase) {
 		if early > 0 {
 			t.Errorf("round %d: %d of %d stages finished within %s; use a longer stage", round, early, count, hold)
 		}
-		// Every cancelled stage should finish its logs.
-		deadline := time.Now().Add(10 * time.Second)
+		// Every cancelled stage that logged should complete its logs.
+		deadline := time.Now().Add(5 * time.Second)
 		for _, st := range batch {
 			for {
 				snap := s.cp.stageLogs(d.Id, st.Id)
-				if snap.completed || time.Now().After(deadline) {
+				if snap.completed || !snap.found || time.Now().After(deadline) {
 					if !snap.completed && len(snap.blocks) > 0 {
 						t.Errorf("round %d: cancelled stage %s sent logs but never completed them", round, st.Id)
 					}

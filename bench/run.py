@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""pipeplug's benchmark suite: side-by-side ratios against a raw grpc.aio servicer and the Go SDK.
+
+    python bench/run.py            # the full run recorded in bench/RESULTS.md
+    python bench/run.py --quick    # CI-sized; ends by printing one JSON object
+
+Servers run pinned to one core and the load generator (bench/loadgen.py) to
+another, where the machine has two. A (pipeplug) and B (raw) runs alternate,
+and each figure is the median of its rounds. Progress goes to stderr; the
+last line on stdout is the JSON object. See bench/README.md for what each key means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+
+import grpc
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, ROOT)
+
+from pipeplug._gen.plugin import deployment_pb2 as deploy_pb  # noqa: E402
+from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc  # noqa: E402
+
+PY = sys.executable
+WAIT_APP = os.path.join(BENCH, "wait_app.py")
+RAW = os.path.join(BENCH, "raw_servicer.py")
+LOADGEN = os.path.join(BENCH, "loadgen.py")
+GO_DIR = os.path.join(BENCH, "go_sdk_wait")
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+SERVER_CORE, CLIENT_CORE = (CORES[0], CORES[1]) if len(CORES) >= 2 else (None, None)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def note(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(argv: list[str], core: int | None, **kwargs: t.Any) -> subprocess.Popen[t.Any]:
+    def pin() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+
+    kwargs.setdefault("stdout", subprocess.DEVNULL)
+    kwargs.setdefault("stderr", subprocess.DEVNULL)
+    return subprocess.Popen(argv, preexec_fn=pin, cwd=ROOT, **kwargs)
+
+
+def stop(proc: subprocess.Popen[t.Any]) -> None:
+    """SIGTERM by PID, then SIGKILL."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def answers(address: str, timeout: float = 0.5) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=timeout)
+            return True
+        except grpc.RpcError:
+            return False
+
+
+def wait_answers(address: str, proc: subprocess.Popen[t.Any], limit: float = 30.0) -> float:
+    """Seconds until the first successful FetchDefinedStages (a fresh connection per try)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        if answers(address, timeout=0.2):
+            return time.perf_counter() - started
+        time.sleep(0.001)
+    raise RuntimeError(f"{proc.args!r} did not answer within {limit}s")
+
+
+class Plugin:
+    """A plugin process started with piped's argv, pinned to the server core."""
+
+    def __init__(self, kind: str, piped: str, extra: t.Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        config = json.dumps({"name": "wait", "url": "file:///bench", "port": self.port})
+        script = WAIT_APP if kind == "pipeplug" else RAW
+        argv = [PY, script, "start", "--piped-plugin-service", piped, "--config", config, *extra]
+        if kind == "pipeplug":
+            argv += ["--admin-port", str(self.admin_port)]
+        self.started = time.perf_counter()
+        self.proc = spawn(argv, SERVER_CORE)
+        self.ready_s = wait_answers(self.address, self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def loadgen(mode: str, *args: str) -> dict[str, t.Any]:
+    out = subprocess.run([PY, LOADGEN, mode, *args], capture_output=True, text=True, cwd=ROOT, preexec_fn=_pin_client, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"loadgen {mode} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _pin_client() -> None:
+    if CLIENT_CORE is not None:
+        os.sched_setaffinity(0, {CLIENT_CORE})
+
+
+@contextlib.contextmanager
+def fake_piped() -> t.Iterator[str]:
+    """FakePiped in its own process on the client core; yields its address."""
+    proc = spawn([PY, os.path.join(BENCH, "fake_piped.py")], CLIENT_CORE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        stop(proc)
+
+
+def median(values: t.Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def geomean(values: t.Sequence[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+
+def overhead_and_throughput(size: dict[str, int]) -> dict[str, t.Any]:
+    """Server CPU per trivial call and calls/s at 256 in flight: pipeplug (A) against raw (B), alternating."""
+    cpu: dict[tuple[str, str], list[float]] = {}
+    rate: dict[tuple[str, str], list[float]] = {}
+    with fake_piped() as piped:
+        servers = {"pipeplug": Plugin("pipeplug", piped), "raw": Plugin("raw", piped)}
+        try:
+            for round_ in range(size["rounds"]):
+                order = ["pipeplug", "raw"] if round_ % 2 == 0 else ["raw", "pipeplug"]
+                for kind in order:
+                    server = servers[kind]
+                    for rpc in ("fetch", "execute"):
+                        n = size["cpu_calls"] if rpc == "fetch" else size["cpu_calls"] // 2
+                        before = cpu_seconds(server.pid)
+                        result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(n), "--concurrency", "16", "--warmup", "200")
+                        used = cpu_seconds(server.pid) - before
+                        if result["errors"]:
+                            raise RuntimeError(f"{kind} {rpc}: {result['errors']} errors, first: {result['first_error']}")
+                        # the warm-up calls ran on the server too
+                        cpu.setdefault((kind, rpc), []).append(used / (result["ok"] + 200) * 1e6)
+                        result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(size["tp_calls"]), "--concurrency", "256", "--warmup", "50")
+                        if result["errors"]:
+                            raise RuntimeError(f"{kind} {rpc} at 256: {result['errors']} errors, first: {result['first_error']}")
+                        rate.setdefault((kind, rpc), []).append(result["calls_per_s"])
+                note(f"round {round_ + 1}/{size['rounds']}: " + ", ".join(f"{k[0]} {k[1]} {v[-1]:.0f}us" for k, v in cpu.items()))
+        finally:
+            for server in servers.values():
+                server.stop()
+    cpu_us = {f"{kind}_{rpc}": median(v) for (kind, rpc), v in cpu.items()}
+    calls_per_s = {f"{kind}_{rpc}": median(v) for (kind, rpc), v in rate.items()}
+    cpu_ratios = {rpc: cpu_us[f"pipeplug_{rpc}"] / cpu_us[f"raw_{rpc}"] for rpc in ("fetch", "execute")}
+    tp_ratios = {rpc: calls_per_s[f"pipeplug_{rpc}"] / calls_per_s[f"raw_{rpc}"] for rpc in ("fetch", "execute")}
+    return {
+        "overhead_cpu_ratio": geomean(list(cpu_ratios.values())),
+        "throughput_ratio_256": geomean(list(tp_ratios.values())),
+        "details": {"server_cpu_us_per_call": cpu_us, "cpu_ratio_by_rpc": cpu_ratios, "calls_per_s_at_256": calls_per_s, "throughput_ratio_by_rpc": tp_ratios},
+    }
+
+
+def held_burst(n: int, probes: int) -> dict[str, t.Any]:
+    with fake_piped() as piped:
+        server = Plugin("pipeplug", piped)
+        try:
+            result = loadgen(
+                "held", "--addr", server.address, "-n", str(n), "--admin", f"http://127.0.0.1:{server.admin_port}",
+                "--server-pid", str(server.pid), "--probes", str(probes), "--timeout", "300",
+            )  # fmt: skip
+        finally:
+            server.stop()
+    note(f"held {result['held_ok']}/{n}, all in flight after {result['seconds_to_all_in_flight']:.1f}s, probe p99 {result['probe_p99_ms']:.2f}ms")
+    return result
+
+
+def cancel_soak(rounds: int, wave: int) -> dict[str, t.Any]:
+    """Many calls cancelled by the client while held (grpc/grpc#43360): RSS must stay flat."""
+    with fake_piped() as piped:
+        server = Plugin("pipeplug", piped)
+        try:
+            result = loadgen("cancel-soak", "--addr", server.address, "--rounds", str(rounds), "--concurrency", str(wave), "--server-pid", str(server.pid))
+        finally:
+            server.stop()
+    note(f"cancel soak: {result['cancelled']} cancels, RSS {result['rss_after_warmup_kb']} -> {result['rss_end_kb']} kB")
+    return result
+
+
+def cold_start(runs: int) -> dict[str, t.Any]:
+    """Spawn to first successful FetchDefinedStages, pipeplug against the raw servicer started the same way."""
+    times: dict[str, list[float]] = {"pipeplug": [], "raw": []}
+    with fake_piped() as piped:
+        for i in range(runs):
+            for kind in (["pipeplug", "raw"] if i % 2 == 0 else ["raw", "pipeplug"]):
+                server = Plugin(kind, piped)
+                times[kind].append(server.ready_s * 1000)
+                server.stop()
+    pipeplug_ms, raw_ms = median(times["pipeplug"]), median(times["raw"])
+    note(f"cold start: pipeplug {pipeplug_ms:.0f}ms, raw {raw_ms:.0f}ms")
+    return {"cold_start_ms": pipeplug_ms, "cold_start_ratio": pipeplug_ms / raw_ms, "raw_cold_start_ms": raw_ms}
+
+
+IMPORT_PROBE = """
+import time
+import grpc, grpc.aio, google.protobuf.message, google.protobuf.json_format
+started = time.perf_counter()
+import pipeplug, pipeplug.cli, pipeplug.server
+print((time.perf_counter() - started) * 1000)
+"""
+
+
+def import_time(runs: int) -> dict[str, t.Any]:
+    """What importing pipeplug adds once grpc and protobuf are loaded (every module a plugin loads to start)."""
+    samples = [float(subprocess.run([PY, "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stdout) for _ in range(runs)]
+    trace = subprocess.run([PY, "-X", "importtime", "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stderr
+    after = trace.split("google.protobuf.json_format", 1)[-1]
+    heaviest = sorted(
+        ((int(line.split("|")[1]), line.split("|")[2].strip()) for line in after.splitlines() if line.startswith("import time:") and "|" in line and line.split("|")[1].strip().isdigit()),
+        reverse=True,
+    )[:6]
+    note(f"import: {median(samples):.1f}ms")
+    return {"import_ms": median(samples), "heaviest_imports_us": {name: us for us, name in heaviest}}
+
+
+def log_throughput(lines: int) -> dict[str, t.Any]:
+    """One stage writes ``lines`` stage log lines to a FakePiped; all must arrive, no write may stall."""
+    from pipeplug.testing import FakePiped
+
+    from bench.loadgen import execute_request
+
+    with FakePiped() as fake:
+        server = Plugin("pipeplug", fake.address)
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                request = execute_request("log-stage", {"lines": lines}, name="LOGS")
+                started = time.perf_counter()
+                response = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage(request, timeout=600)
+                seconds = time.perf_counter() - started
+            stats = json.loads(response.message)
+            delivered = len(fake.log_lines("bench-deployment", "log-stage"))
+            completed = fake.log_completed("bench-deployment", "log-stage")
+            violations = list(fake.violations)
+        finally:
+            server.stop()
+    note(f"logs: {delivered}/{lines} delivered in {seconds:.1f}s, slowest write {stats['max_stall_ms']:.3f}ms")
+    return {
+        "log_lines_sent": stats["sent"],
+        "log_lines_delivered": delivered,
+        "log_max_stall_ms": stats["max_stall_ms"],
+        "details": {
+            "log_seconds": seconds,
+            "log_completed": completed,
+            "log_write_p999_ms": stats["p999_ms"],
+            "log_writes_over_1ms": stats["writes_over_1ms"],
+            "fake_piped_violations": violations[:5],
+        },
+    }
+
+
+def fuzz(examples: int) -> dict[str, t.Any]:
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
+        env = {**os.environ, "PIPEPLUG_FUZZ_EXAMPLES": str(examples), "PIPEPLUG_FUZZ_RANDOM": "1", "PIPEPLUG_FUZZ_REPORT": report.name}
+        started = time.perf_counter()
+        out = subprocess.run([PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fuzz.py"], capture_output=True, text=True, cwd=ROOT, env=env)
+        counts: dict[str, int] = {}
+        for line in report.read().splitlines():
+            if line.startswith("pipeplug_rpc_requests_total{"):
+                code = line.split('code="')[1].split('"')[0]
+                counts[code] = counts.get(code, 0) + int(float(line.rsplit(" ", 1)[1]))
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
+    note(f"fuzz: {sum(counts.values())} requests answered, pytest: {summary}")
+    return {"fuzz_requests": sum(counts.values()), "fuzz_answers_by_code": counts, "fuzz_passed": out.returncode == 0, "fuzz_pytest": summary, "fuzz_seconds": time.perf_counter() - started}
+
+
+def go_anchor(quick: bool) -> dict[str, t.Any]:
+    """The same WAIT plugin on the official Go SDK: cold start, idle RSS, latency of trivial calls, side by side."""
+    build = subprocess.run(["bash", os.path.join(GO_DIR, "build.sh")], capture_output=True, text=True)
+    if build.returncode == 3:
+        note(f"Go SDK anchor skipped: {build.stderr.strip()}")
+        return {"go_anchor": f"skipped: {build.stderr.strip()}"}
+    if build.returncode != 0:
+        note(f"Go SDK anchor skipped: build failed: {build.stderr[-500:]}")
+        return {"go_anchor": f"skipped: build failed: {build.stderr[-300:]}"}
+    go_plugin = os.path.join(GO_DIR, "bin", "go_sdk_wait")
+    client = os.path.join(GO_DIR, "bin", "go_sdk_wait_client")
+
+    def run_client(*args: str) -> dict[str, t.Any]:
+        out = subprocess.run([client, *args], capture_output=True, text=True, preexec_fn=_pin_client, timeout=600)
+        lines = out.stdout.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"go client {args}: {out.stderr[-500:]}")
+        return json.loads(lines[-1])
+
+    result: dict[str, t.Any] = {}
+    runs = "3" if quick else "7"
+    for name, binary in (("go_sdk", go_plugin), ("pipeplug", WAIT_APP)):
+        cold = run_client("-rpc", "coldstart", "-bin", binary, "-runs", runs, "-idle", "2s")
+        result[name] = {"cold_start_ms": cold["cold_start_p50_ms"], "idle_rss_kb": cold["idle_rss_kb_p50"]}
+    piped_proc = spawn([client, "-rpc", "fake-piped", "-listen", "127.0.0.1:0"], CLIENT_CORE, stdout=subprocess.PIPE, text=True)
+    try:
+        piped = json.loads(piped_proc.stdout.readline())["fake_piped"]  # type: ignore[union-attr]
+        for name in ("go_sdk", "pipeplug"):
+            port = free_port()
+            config = json.dumps({"name": "wait", "url": "file:///bench", "port": port})
+            binary = [go_plugin] if name == "go_sdk" else [PY, WAIT_APP]
+            server = spawn([*binary, "start", "--piped-plugin-service", piped, "--config", config], SERVER_CORE)
+            try:
+                wait_answers(f"127.0.0.1:{port}", server)
+                fetch = run_client("-addr", f"127.0.0.1:{port}", "-rpc", "fetch", "-n", "1000" if quick else "5000", "-concurrency", "1")
+                # The Go SDK holds every ExecuteStage until its log persister's 5s tick, so
+                # measure immediate stages with 50 callers and a time bound.
+                execute = run_client(
+                    "-addr", f"127.0.0.1:{port}", "-rpc", "execute", "-wait", "0s", "-n", "200" if quick else "1000",
+                    "-concurrency", "50", "-max-time", "30s" if quick else "60s",
+                )  # fmt: skip
+                # One caller: the latency of a lone immediate stage (few calls: the Go SDK takes ~5s each).
+                single = run_client("-addr", f"127.0.0.1:{port}", "-rpc", "execute", "-wait", "0s", "-n", "4", "-concurrency", "1", "-max-time", "25s")
+            finally:
+                stop(server)
+            result[name].update(
+                {
+                    "fetch_p50_ms": fetch["p50_ms"],
+                    "fetch_p99_ms": fetch["p99_ms"],
+                    "execute_p50_ms": execute["p50_ms"],
+                    "execute_p99_ms": execute["p99_ms"],
+                    "execute_ok": execute["ok"],
+                    "execute_errors": execute["errors"],
+                    "execute_single_caller_p50_ms": single["p50_ms"],
+                }
+            )
+            note(f"go anchor {name}: {result[name]}")
+    finally:
+        stop(piped_proc)
+    return {"go_anchor": result}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (about a minute)")
+    parser.add_argument("--no-go", action="store_true", help="skip the Go SDK anchor")
+    parser.add_argument("--no-fuzz", action="store_true", help="skip the 100,000-request fuzz run (full run only)")
+    parser.add_argument("--out", help="also write the JSON object to this file")
+    args = parser.parse_args()
+    quick = args.quick
+    size = (
+        {"rounds": 3, "cpu_calls": 3000, "tp_calls": 3000, "held": 2000, "probes": 300, "cold": 5, "imports": 5, "soak_rounds": 10, "soak_wave": 200}
+        if quick
+        else {"rounds": 5, "cpu_calls": 20000, "tp_calls": 10000, "held": 10000, "probes": 2000, "cold": 11, "imports": 11, "soak_rounds": 50, "soak_wave": 500}
+    )
+    note(f"{'quick' if quick else 'full'} run; server core {SERVER_CORE}, load generator core {CLIENT_CORE}")
+    started = time.perf_counter()
+    results: dict[str, t.Any] = {"mode": "quick" if quick else "full"}
+    details: dict[str, t.Any] = {}
+
+    def merge(section: dict[str, t.Any]) -> None:
+        details.update(section.pop("details", {}))
+        results.update(section)
+
+    merge(overhead_and_throughput(size))
+    held = held_burst(size["held"], size["probes"])
+    results.update({k: held[k] for k in ("held_ok", "held_total", "probe_p99_ms", "rss_per_held_kb")})
+    details["held"] = held
+    merge(cold_start(size["cold"]))
+    merge(import_time(size["imports"]))
+    merge(log_throughput(100_000))
+    details["cancel_soak"] = cancel_soak(size["soak_rounds"], size["soak_wave"])
+    if not quick and not args.no_fuzz:
+        details["fuzz"] = fuzz(examples=4200)  # 24 hypothesis tests x 4,200 = 100,800 requests
+    if not args.no_go and not quick:
+        details.update(go_anchor(quick))
+    results["details"] = details
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(results, sort_keys=False)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(json.dumps(results, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The benchmark's pipeplug plugin: a WAIT stage like bench/go_sdk_wait's, plus a gate for held bursts.
+
+- WAIT waits ``with.duration`` (a Go duration; ``0s`` returns at once). With
+  ``with.gate`` it waits until a RELEASE stage opens that gate instead
+  (``with.duration`` then bounds the wait), so a benchmark can hold thousands
+  of stages and end them together.
+- LOGS writes ``with.lines`` stage log lines and answers, in the reply's
+  message, how long the slowest write took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import time
+
+import attrs
+
+import pipeplug
+
+
+@attrs.frozen
+class WaitOptions:
+    duration: datetime.timedelta = datetime.timedelta(0)
+    gate: str = ""
+
+
+@attrs.frozen
+class LogOptions:
+    lines: int = 0
+
+
+app = pipeplug.App("wait")
+gates: dict[str, asyncio.Event] = {}
+
+
+@app.stage("WAIT")
+async def wait(options: WaitOptions) -> None:
+    if options.gate:
+        await asyncio.wait_for(gates.setdefault(options.gate, asyncio.Event()).wait(), options.duration.total_seconds() or None)
+    elif options.duration:
+        await asyncio.sleep(options.duration.total_seconds())
+
+
+@app.stage("RELEASE")
+async def release(options: WaitOptions) -> None:
+    gates.setdefault(options.gate, asyncio.Event()).set()
+
+
+@app.stage("LOGS")
+async def logs(ctx: pipeplug.Context, options: LogOptions) -> pipeplug.StageResult:
+    clock = time.perf_counter
+    durations = []
+    for i in range(options.lines):
+        started = clock()
+        ctx.log.info("line %d of the log benchmark", i)
+        durations.append(clock() - started)
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # a real stage does work between lines; let the flusher run
+    durations.sort()
+    stats = {
+        "sent": options.lines,
+        "max_stall_ms": durations[-1] * 1000 if durations else 0.0,
+        "p999_ms": durations[int(len(durations) * 0.999)] * 1000 if durations else 0.0,
+        "writes_over_1ms": sum(1 for d in durations if d > 0.001),
+    }
+    return pipeplug.StageResult(pipeplug.StageStatus.SUCCESS, json.dumps(stats))
+
+
+if __name__ == "__main__":
+    app.main()

@@ -1,0 +1,126 @@
+"""What every served RPC passes through: the concurrency limit, malformed requests, metrics, the cancel guard.
+
+Handlers are wrapped once, at registration (:class:`GuardedRegistrar` stands in
+for the server while the generated ``add_*_to_server`` functions run), so a
+call pays for one extra coroutine frame and a few counter updates, and nothing
+is looked up per call. A grpc.aio server interceptor would cost more: it runs
+its own coroutine chain for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import typing as t
+
+import grpc
+
+from ._gen.model import deployment_pb2 as model_pb
+from .metrics import METRICS
+from .metrics import Metrics
+
+_STAGE_STATUS_NAMES = {value.number: value.name for value in model_pb.StageStatus.DESCRIPTOR.values}
+_CODE_NAMES = {code: code.name for code in grpc.StatusCode}
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not parse, so the handler can answer INVALID_ARGUMENT."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+class GuardedRegistrar:
+    """Looks like a grpc.aio server to generated ``add_*Servicer_to_server`` functions; registers guarded handlers.
+
+    :param maximum_concurrent_rpcs: calls beyond this many in flight are refused
+        with RESOURCE_EXHAUSTED at once. (grpc.aio's own ``maximum_concurrent_rpcs``
+        does not refuse: it stops accepting, so excess calls queue inside grpc
+        and are later cancelled by its pending-request limits.)
+    """
+
+    def __init__(self, server: grpc.aio.Server, *, maximum_concurrent_rpcs: int | None = None, metrics: Metrics = METRICS) -> None:
+        self.server = server
+        self.limit = maximum_concurrent_rpcs
+        self.metrics = metrics
+        self._cache: dict[tuple[str, tuple[str, ...]], dict[str, t.Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: t.Sequence[t.Any]) -> None:
+        for handler in handlers:
+            table = getattr(handler, "_method_handlers", None)  # grpc.method_handlers_generic_handler's
+            if isinstance(table, dict) and hasattr(handler, "service_name"):
+                service = handler.service_name()
+                names = {path.rsplit("/", 1)[-1]: h for path, h in table.items()}
+                handler = grpc.method_handlers_generic_handler(service, self._guarded(service, names))
+            self.server.add_generic_rpc_handlers((handler,))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, t.Any]) -> None:
+        self.server.add_registered_method_handlers(service, self._guarded(service, handlers))
+
+    def _guarded(self, service: str, handlers: dict[str, t.Any]) -> dict[str, t.Any]:
+        # Generated code registers each table twice (generic and registered): wrap once.
+        key = (service, tuple(sorted(handlers)))
+        if key not in self._cache:
+            self._cache[key] = {name: self.guard(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        return self._cache[key]
+
+    def guard(self, method: str, handler: t.Any) -> t.Any:
+        """Wrap one unary-unary handler."""
+        if handler.unary_unary is None:  # pipeplug serves unary calls only
+            return handler
+        inner = handler.unary_unary
+        parse = handler.request_deserializer
+        metrics, limit = self.metrics, self.limit
+        is_stage = method.endswith("/ExecuteStage")
+        descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+        message_name = descriptor.full_name if descriptor is not None else "request message"
+        perf_counter = time.perf_counter
+
+        def deserialize(data: bytes) -> t.Any:
+            try:
+                return parse(data)
+            except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
+                return _Malformed(f"{type(exc).__name__}: {exc}")
+
+        async def call(request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
+            if type(request) is _Malformed:
+                metrics.rpc_finished(method, "INVALID_ARGUMENT", 0.0)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid {message_name} ({request.error})")
+            if limit is not None and metrics.rpcs_in_flight >= limit:
+                metrics.rpcs_refused += 1
+                metrics.rpc_finished(method, "RESOURCE_EXHAUSTED", 0.0)
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"{method}: the plugin already serves {limit} calls (--maximum-concurrent-rpcs); try again later",
+                )
+            metrics.rpcs_in_flight += 1
+            if is_stage:
+                metrics.stages_in_flight += 1
+            code = "UNKNOWN"
+            started = perf_counter()
+            try:
+                response = await inner(request, context)
+                if context.cancelled():
+                    # piped cancelled the call but the handler returned anyway. Sending a
+                    # reply on a cancelled call leaks native memory in grpc.aio
+                    # (grpc/grpc#43360), and piped ignores it: end the call as cancelled.
+                    raise asyncio.CancelledError
+                code = "OK"
+                if is_stage:
+                    metrics.stage_result(_STAGE_STATUS_NAMES.get(response.status, str(response.status)))
+                return response
+            except asyncio.CancelledError:
+                code = "CANCELLED"
+                raise
+            except grpc.aio.AbortError:
+                code = _CODE_NAMES.get(context.code(), "UNKNOWN")  # type: ignore[call-overload]
+                raise
+            finally:
+                metrics.rpcs_in_flight -= 1
+                if is_stage:
+                    metrics.stages_in_flight -= 1
+                metrics.rpc_finished(method, code, perf_counter() - started)
+
+        return handler._replace(unary_unary=call, request_deserializer=deserialize)

@@ -1,0 +1,619 @@
+"""The stage log: what ``ctx.log`` writes, buffered in memory and shipped to piped in the background.
+
+Piped's rules (contract §5.2) and how they are kept:
+
+- **No empty line**: text is split on line breaks and empty lines are dropped,
+  because one empty line makes piped refuse the whole batch.
+- **created_at > 0**: unix seconds taken at write time.
+- **Strictly increasing index per stage**: each line gets
+  ``max(previous + 1, now in microseconds)``. The Go SDK starts at unix
+  *seconds* and adds one per line, so a resumed stage (a new process, same
+  stage id) collides with its earlier lines once it has logged more lines than
+  seconds have passed; microsecond timestamps only collide if a process wrote
+  more than a million lines per second, and they stay below 2**53, so the web
+  UI (JavaScript numbers) keeps them exact.
+- **Batches under 4 MiB**: requests carry at most ``log_batch_bytes``
+  (1 MiB) of text, and a single line is cut at :data:`MAX_LINE_CHARS`.
+- **Checkpoints**: plain flushes (ReportStageLogs, every
+  ``log_flush_interval``) only reach piped's cache; every
+  ``log_checkpoint_interval``, and at the end, *every* line since the last
+  checkpoint is sent again with ReportStageLogsFromLastCheckpoint, which
+  replaces the cached view with the durable one. The last call carries
+  ``completed=true``, exactly once per stage, even when there is nothing left
+  to send.
+
+Writing never touches the network: :meth:`StageLogBuffer.write` appends to a
+deque under a lock (safe from sync handlers' threads) and returns. One
+:class:`StageLogFlusher` task per process ships every stage's lines, so 2,000
+idle stages cost 2,000 cheap checks per flush interval, not 2,000 tasks. When
+piped is unreachable, lines stay buffered (up to ``log_buffer_lines`` per
+stage) and flushes are retried with exponential backoff; beyond the bound the
+oldest *unsent* lines are dropped, counted, reported in the process log and,
+once piped answers again, in the stage log itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import logging
+import os
+import sys
+import sysconfig
+import threading
+import time
+import traceback
+import typing as t
+
+import grpc
+
+from ._gen.model import logblock_pb2 as logblock_pb
+from .logconfig import redact
+from .piped import PipedError
+from .piped import PipedOptions
+
+if t.TYPE_CHECKING:
+    from .piped import PipedClient
+
+log = logging.getLogger("pipeplug")
+
+INFO = logblock_pb.INFO
+SUCCESS = logblock_pb.SUCCESS
+ERROR = logblock_pb.ERROR
+
+#: a longer line is cut, so that one line (at most 4 bytes per character) always fits a request
+MAX_LINE_CHARS = 256 * 1024
+#: frames of a traceback shown in the stage log; the process log gets all of them
+TRACEBACK_FRAMES = 3
+#: rough protobuf framing per LogBlock, for batch sizing
+_BLOCK_OVERHEAD = 32
+
+#: (index, text, severity, created_at): a log line as buffered; protobufs are built only when sending
+Block = tuple[int, str, int, int]
+
+#: the stage log of the stage the current task or thread is executing; `logging` records are routed to it
+current_stage_log: contextvars.ContextVar[StageLog | None] = contextvars.ContextVar("pipeplug_stage_log", default=None)
+
+
+def _block_size(block: Block) -> int:
+    text = block[1]
+    return (len(text) if text.isascii() else len(text.encode())) + _BLOCK_OVERHEAD
+
+
+def _chunks(blocks: list[Block], max_bytes: int) -> list[tuple[list[Block], int]]:
+    """Split ``blocks``, in order, into requests of at most ``max_bytes`` (one block at least); with their sizes."""
+    chunks: list[tuple[list[Block], int]] = []
+    chunk: list[Block] = []
+    size = 0
+    for block in blocks:
+        block_size = _block_size(block)
+        if chunk and size + block_size > max_bytes:
+            chunks.append((chunk, size))
+            chunk, size = [], 0
+        chunk.append(block)
+        size += block_size
+    if chunk:
+        chunks.append((chunk, size))
+    return chunks
+
+
+def _to_pb(blocks: list[Block]) -> list[logblock_pb.LogBlock]:
+    return [logblock_pb.LogBlock(index=i, log=text, severity=t.cast(t.Any, sev), created_at=at) for i, text, sev, at in blocks]
+
+
+_FLUSH, _CHECKPOINT, _FINAL = "flush", "checkpoint", "final"
+
+
+class StageLogBuffer:
+    """One stage's log lines on their way to piped (one per ExecuteStage call).
+
+    Lines live in three places: ``_unsent`` (written, not sent yet), in flight
+    (taken by the flusher; never dropped), and ``_sent`` (in piped's cache,
+    to be repeated at the next checkpoint). All three count towards the bound,
+    and only unsent lines are ever dropped.
+    """
+
+    def __init__(self, flusher: StageLogFlusher, deployment_id: str, stage_id: str) -> None:
+        self.deployment_id = deployment_id
+        self.stage_id = stage_id
+        self._flusher = flusher
+        self._options = flusher.options
+        self._bound = self._options.log_buffer_lines
+        #: this many unsent lines wake the flusher before its next tick
+        self._early = max(1, min(2000, self._bound // 4))
+        self._lock = threading.Lock()
+        self._unsent: collections.deque[Block] = collections.deque()
+        self._sent: collections.deque[Block] = collections.deque()
+        #: payload bytes in ``_sent``; kept within one request, so a checkpoint's first request repeats them all
+        self._sent_bytes = 0
+        self._in_flight = 0
+        self._last_index = 0
+        #: lines lost for good: dropped at the bound, refused by piped, or left when completion gave up
+        self.dropped = 0
+        self._dropped_noticed = 0
+        #: lines written after completion began; they reached the process log only
+        self.late = 0
+        self._urgent = False
+        self._closing = False
+        self._completed = False
+        # the fields below are used on the event loop only
+        self._busy = False
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._needs_checkpoint = False
+        self._last_checkpoint = time.monotonic()
+        self._close_deadline = 0.0
+        self._done: asyncio.Future[None] = flusher.loop.create_future()
+
+    def __repr__(self) -> str:
+        return f"<StageLogBuffer deployment={self.deployment_id} stage={self.stage_id} unsent={len(self._unsent)} sent={len(self._sent)}>"
+
+    # -- writing (any thread) ----------------------------------------------------
+
+    def write(self, severity: int, text: str) -> None:
+        """Queue ``text`` (split into lines, empty ones dropped) for the stage log; never blocks on the network.
+
+        Secrets registered for the process log (:func:`pipeplug.secret`) are masked here too.
+        """
+        lines = [line if len(line) <= MAX_LINE_CHARS else _cut(line) for line in redact(text).splitlines() if line]
+        if not lines:
+            return
+        first_drop = wake = False
+        with self._lock:
+            if self._closing:
+                self.late += len(lines)
+                return
+            self._append_locked(severity, lines)
+            overflow = len(self._unsent) + self._in_flight + len(self._sent) - self._bound
+            if overflow > 0:
+                first_drop = self._drop_locked(overflow)
+            if not self._urgent and len(self._unsent) >= self._early:
+                self._urgent = wake = True
+        if first_drop:
+            log.warning(
+                "stage log of stage %s (deployment %s) is full (%d lines piped has not taken yet): dropping the oldest unsent lines",
+                self.stage_id,
+                self.deployment_id,
+                self._bound,
+            )
+        if wake:
+            self._flusher.wake(self)
+
+    def _append_locked(self, severity: int, lines: list[str]) -> None:
+        now = time.time_ns()
+        created_at = now // 1_000_000_000
+        index = max(self._last_index + 1, now // 1000)
+        for line in lines:
+            self._unsent.append((index, line, severity, created_at))
+            index += 1
+        self._last_index = index - 1
+
+    def _drop_locked(self, count: int) -> bool:
+        """Drop the ``count`` oldest unsent lines; True when this starts a run of drops."""
+        count = min(count, len(self._unsent))
+        for _ in range(count):
+            self._unsent.popleft()
+        first = bool(count) and self.dropped == self._dropped_noticed
+        self.dropped += count
+        return first
+
+    def _notice(self) -> None:
+        """Tell the reader of the stage log, and the process log, how many lines were dropped since the last notice."""
+        with self._lock:
+            new = self.dropped - self._dropped_noticed
+            if not new:
+                return
+            self._dropped_noticed = self.dropped
+            text = (
+                f"pipeplug: {new} line(s) of this stage log were dropped: piped was unreachable or slower than the stage wrote, "
+                f"and at most {self._bound} lines wait for it (PIPEPLUG_LOG_BUFFER_LINES)"
+            )
+            self._append_locked(ERROR, [text])  # also after completion began: the final request carries it
+        log.warning("stage %s (deployment %s): %s", self.stage_id, self.deployment_id, text)
+
+    # -- completing ----------------------------------------------------------------
+
+    def complete(self) -> asyncio.Future[None]:
+        """Flush everything, then mark the log completed, exactly once; resolves when done or given up."""
+        with self._lock:
+            if not self._closing:
+                self._closing = True
+                self._close_deadline = time.monotonic() + self._options.log_complete_timeout
+                self._retry_at = 0.0
+        self._flusher.wake(self)
+        return self._done
+
+    # -- flushing (event loop only, one operation at a time) -------------------------
+
+    def _next_op(self, now: float, tick: bool) -> str | None:
+        if self._completed or now < self._retry_at:
+            return None
+        if self._closing:
+            return _FINAL
+        if not (tick or self._urgent or self._retry_at):
+            return None
+        if self._needs_checkpoint or len(self._sent) >= self._bound // 2:
+            return _CHECKPOINT
+        if (self._sent or self._unsent) and now - self._last_checkpoint >= self._options.log_checkpoint_interval:
+            return _CHECKPOINT
+        if self._unsent:
+            return _FLUSH
+        return None
+
+    async def _run(self, op: str) -> None:
+        """Send the lines ``op`` covers: a flush sends unsent lines; a checkpoint (or the final call) every line held.
+
+        piped's checkpoint replaces its cached view, so it must repeat every line
+        sent since the previous one. Those lines are kept within one request
+        (a flush that would exceed it becomes a checkpoint), so the first
+        request of a checkpoint always repeats them all.
+        """
+        client = self._flusher.client
+        max_bytes = self._options.log_batch_bytes
+        if op == _FINAL:
+            self._notice()
+        with self._lock:
+            self._urgent = False
+            batch = list(self._unsent)
+            self._unsent.clear()
+            self._in_flight = len(batch)
+        if op == _FLUSH:
+            chunks = _chunks(batch, max_bytes)
+            if self._sent_bytes + sum(size for _, size in chunks) > max_bytes:
+                op = _CHECKPOINT
+        was_sent = 0
+        if op != _FLUSH:
+            was_sent = len(self._sent)
+            with self._lock:
+                batch[:0] = self._sent
+                self._sent.clear()
+                self._in_flight = len(batch)
+            self._sent_bytes = 0
+            chunks = _chunks(batch, max_bytes) or [([], 0)]  # completed=true is sent even with nothing left
+        done = 0
+        try:
+            for i, (chunk, size) in enumerate(chunks):
+                if op == _FLUSH:
+                    await client.report_stage_logs(self.deployment_id, self.stage_id, _to_pb(chunk))
+                else:
+                    final = op == _FINAL and i == len(chunks) - 1
+                    await client.report_stage_logs_from_last_checkpoint(self.deployment_id, self.stage_id, _to_pb(chunk), completed=final)
+                with self._lock:
+                    if op == _FLUSH:
+                        self._sent.extend(chunk)
+                    self._in_flight -= len(chunk)
+                if op == _FLUSH:
+                    self._sent_bytes += size
+                done += len(chunk)
+            if op != _FLUSH:
+                self._last_checkpoint = time.monotonic()
+                self._needs_checkpoint = False
+                self._completed = op == _FINAL
+        except PipedError as exc:
+            self._failed(op, exc, batch[done:], max(0, was_sent - done))
+        except Exception as exc:  # noqa: BLE001 - a bug here must not stop the flusher for every stage
+            log.exception("stage log of stage %s: %s failed unexpectedly", self.stage_id, op)
+            self._failed(op, PipedError(op, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"), batch[done:], max(0, was_sent - done))
+        else:
+            self._backoff = self._retry_at = 0.0
+            if op != _FINAL:
+                self._notice()
+        if self._completed:
+            self._finish()
+        elif op == _FINAL and time.monotonic() >= self._close_deadline:
+            self._give_up()
+
+    def _failed(self, op: str, exc: PipedError, rest: list[Block], rest_was_sent: int) -> None:
+        if op == _FINAL and exc.code == grpc.StatusCode.FAILED_PRECONDITION:
+            # Already completed: an earlier attempt reached piped although it looked failed, or an
+            # earlier process completed this stage's log before piped executed the stage again.
+            log.warning("stage log of stage %s was already completed in piped; %d line(s) not sent: %s", self.stage_id, len(rest), exc)
+            self._lose(rest)
+            self._completed = True
+            return
+        if not exc.retryable:
+            log.error("stage log of stage %s: piped refused %d line(s); they are dropped: %s", self.stage_id, len(rest), exc)
+            self._lose(rest)
+            if op == _FINAL:
+                self._completed = True
+            return
+        # Keep the lines for a retry. A retry is always a checkpoint: it repeats every line, and piped
+        # merges by index, so it is safe even if the failed call did reach piped.
+        again = rest[:rest_was_sent]
+        with self._lock:
+            self._sent.extendleft(reversed(again))
+            self._unsent.extendleft(reversed(rest[rest_was_sent:]))
+            self._in_flight = 0
+            overflow = len(self._unsent) + len(self._sent) - self._bound
+            if overflow > 0:
+                self._drop_locked(overflow)
+        self._sent_bytes += sum(_block_size(b) for b in again)
+        self._needs_checkpoint = True
+        self._backoff = min(self._options.retry_max_delay, self._backoff * 2 if self._backoff else min(1.0, self._options.log_flush_interval))
+        self._retry_at = time.monotonic() + self._backoff
+        log.warning("stage log of stage %s: %s failed, retrying in %.1fs: %s", self.stage_id, op, self._backoff, exc)
+
+    def _lose(self, blocks: list[Block]) -> None:
+        with self._lock:
+            self.dropped += len(blocks)
+            self._in_flight = 0
+
+    def _give_up(self) -> None:
+        with self._lock:
+            rest = len(self._unsent) + len(self._sent)
+            self._unsent.clear()
+            self._sent.clear()
+            self.dropped += rest
+        self._sent_bytes = 0
+        log.error(
+            "stage log of stage %s (deployment %s) could not be completed within %.0fs: %d line(s) lost here",
+            self.stage_id,
+            self.deployment_id,
+            self._options.log_complete_timeout,
+            rest,
+        )
+        self._finish()
+
+    def _finish(self) -> None:
+        self._completed = True
+        if self.dropped:
+            log.warning("stage %s (deployment %s): %d stage log line(s) dropped in total", self.stage_id, self.deployment_id, self.dropped)
+        if self.late:
+            log.warning("stage %s (deployment %s): %d line(s) written after the stage ended reached the process log only", self.stage_id, self.deployment_id, self.late)
+        self._flusher._forget(self)
+        if not self._done.done():
+            self._done.set_result(None)
+
+
+class StageLogFlusher:
+    """The one background task that ships every open stage log of this process to piped.
+
+    Every ``log_flush_interval`` it looks at each open buffer once (cheap for
+    idle ones); in between it looks only at buffers that asked for it: many
+    unsent lines, completion, or a retry falling due. The task exists only
+    while some stage log is open, and at most :data:`MAX_CALLS` log requests
+    are in flight at once.
+    """
+
+    #: log requests in flight at once, whatever the number of stages
+    MAX_CALLS = 32
+
+    def __init__(self, client: PipedClient, options: PipedOptions | None = None) -> None:
+        self.client = client
+        self.options = options or client.options
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._buffers: set[StageLogBuffer] = set()
+        self._ready: set[StageLogBuffer] = set()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.MAX_CALLS)
+        self._ops: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def open(self, deployment_id: str, stage_id: str) -> StageLogBuffer:
+        """A new buffer for one ExecuteStage call; end it with :meth:`StageLogBuffer.complete`."""
+        route_logging()  # checked per stage: reconfiguring logging may have removed the router
+        buffer = StageLogBuffer(self, deployment_id, stage_id)
+        self._buffers.add(buffer)
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._run(), name="pipeplug-stage-log-flusher")
+        return buffer
+
+    def wake(self, buffer: StageLogBuffer) -> None:
+        """Have the flusher look at ``buffer`` now; callable from any thread."""
+        if threading.get_ident() == self._loop_thread:
+            self._poke(buffer)
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._poke, buffer)
+        except RuntimeError:  # the loop is closed: the process is exiting
+            pass
+
+    def _poke(self, buffer: StageLogBuffer) -> None:
+        self._ready.add(buffer)
+        self._wake.set()
+
+    def _forget(self, buffer: StageLogBuffer) -> None:
+        self._buffers.discard(buffer)
+        self._ready.discard(buffer)
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except Exception:  # noqa: BLE001 - never leave a stage waiting for a flusher that died
+            log.exception("the stage log flusher failed; giving up on %d open stage log(s)", len(self._buffers))
+            for buffer in list(self._buffers):
+                buffer._give_up()
+
+    async def _loop(self) -> None:
+        interval = self.options.log_flush_interval
+        next_tick = time.monotonic() + interval
+        while self._buffers:
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
+                except asyncio.TimeoutError:
+                    pass
+            self._wake.clear()
+            now = time.monotonic()
+            tick = now >= next_tick
+            if tick:
+                next_tick = now + interval
+            candidates = list(self._buffers if tick else self._ready)
+            self._ready.clear()
+            for buffer in candidates:
+                if buffer._busy or buffer not in self._buffers:
+                    continue
+                op = buffer._next_op(now, tick)
+                if op is not None:
+                    buffer._busy = True
+                    task = self.loop.create_task(self._run_op(buffer, op))
+                    self._ops.add(task)
+                    task.add_done_callback(self._ops.discard)
+
+    async def _run_op(self, buffer: StageLogBuffer, op: str) -> None:
+        try:
+            async with self._slots:
+                await buffer._run(op)
+        finally:
+            buffer._busy = False
+            if buffer._retry_at:
+                self.loop.call_later(max(0.0, buffer._retry_at - time.monotonic()), self._poke, buffer)
+            else:
+                self._poke(buffer)  # more may be due: lines written meanwhile, completion asked meanwhile
+
+    async def aclose(self, timeout: float) -> None:
+        """Complete every open stage log, waiting at most ``timeout`` seconds (at shutdown)."""
+        pending = [buffer.complete() for buffer in list(self._buffers)]
+        if pending:
+            _, not_done = await asyncio.wait(pending, timeout=timeout)
+            if not_done:
+                log.warning("%d stage log(s) could not be completed before shutdown", len(not_done))
+        for task in [self._task, *self._ops]:
+            if task is not None and not task.done():
+                task.cancel()
+
+
+_PIPEPLUG_DIR = os.path.dirname(__file__) + os.sep
+_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+
+
+def _framework_frame(filename: str) -> bool:
+    if filename.startswith(_PIPEPLUG_DIR):
+        return True
+    return filename.startswith(_STDLIB_DIR) and "-packages" + os.sep not in filename
+
+
+def short_traceback(exc: BaseException) -> str:
+    """The exception and its innermost few frames, starting at the first frame outside pipeplug and the stdlib."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    while len(frames) > 1 and _framework_frame(frames[0].filename):
+        frames.pop(0)
+    lines = ["Traceback (most recent call last):"]
+    for entry in traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:]).format():
+        # keep "File ..." and the source line; drop 3.11's ^^^ markers
+        lines += [line for line in entry.rstrip("\n").split("\n") if line.strip().strip("^~")]
+    lines += [line.rstrip("\n") for line in traceback.format_exception_only(type(exc), exc)]
+    return "\n".join(lines)
+
+
+def _cut(line: str) -> str:
+    return f"{line[:MAX_LINE_CHARS]} ... [pipeplug: line cut, {len(line) - MAX_LINE_CHARS} more characters]"
+
+
+# -- ctx.log ----------------------------------------------------------------------------
+
+_process_log = logging.getLogger("pipeplug.stage")
+
+
+class StageLog(logging.Handler):
+    """``ctx.log``: one logger for the stage log in the web UI and the process log.
+
+    ``info``, ``success``, ``warning`` and ``error`` take a message and optional
+    %-style arguments, like :mod:`logging`. Piped has three severities, so
+    ``warning`` lines are INFO lines starting with ``WARNING:``. ``exception``
+    adds a short traceback (the process log gets the whole one).
+
+    It is also a :class:`logging.Handler`: ``logging`` records emitted while a
+    stage runs (in its task, or in its sync handler's thread) reach its stage
+    log automatically; attach it yourself (``logger.addHandler(ctx.log)``) for
+    threads you start. Writing never waits for piped.
+    """
+
+    def __init__(self, buffer: StageLogBuffer | None, *, label: str, extra: t.Mapping[str, t.Any] | None = None) -> None:
+        super().__init__(logging.INFO)
+        self._buffer = buffer
+        self._label = label
+        self._extra = {**(extra or {}), "pipeplug_stage_log": True}
+
+    def __repr__(self) -> str:
+        return f"<StageLog {self._label}{'' if self._buffer else ' (process log only)'}>"
+
+    @property
+    def dropped(self) -> int:
+        """Lines that could not be delivered to piped (buffer bound, refusals); each drop is also logged."""
+        return self._buffer.dropped if self._buffer else 0
+
+    def info(self, msg: object, *args: object) -> None:
+        self._write(INFO, logging.INFO, msg, args)
+
+    def success(self, msg: object, *args: object) -> None:
+        """An INFO line in the process log, shown as a success line in the web UI."""
+        self._write(SUCCESS, logging.INFO, msg, args)
+
+    def warning(self, msg: object, *args: object) -> None:
+        self._write(INFO, logging.WARNING, msg, args, prefix="WARNING: ")
+
+    def error(self, msg: object, *args: object) -> None:
+        self._write(ERROR, logging.ERROR, msg, args)
+
+    def exception(self, msg: object, *args: object, exc: BaseException | None = None) -> None:
+        """An ERROR line plus a short traceback of ``exc`` (default: the exception being handled)."""
+        exc = exc if exc is not None else sys.exc_info()[1]
+        text = str(msg) % args if args else str(msg)
+        if _process_log.isEnabledFor(logging.ERROR):
+            _process_log.error("%s: %s", self._label, text, exc_info=exc, extra=self._extra)
+        if self._buffer is not None:
+            if exc is not None:
+                text += "\n" + short_traceback(exc)
+            self._buffer.write(ERROR, text)
+
+    def _write(self, severity: int, level: int, msg: object, args: tuple[object, ...], prefix: str = "") -> None:
+        text = str(msg) % args if args else str(msg)
+        if _process_log.isEnabledFor(level):
+            _process_log.log(level, "%s: %s", self._label, text, extra=self._extra)
+        if self._buffer is not None:
+            self._buffer.write(severity, prefix + text if prefix else text)
+
+    # -- logging.Handler ---------------------------------------------------------------
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write a ``logging`` record to the stage log only (logging itself writes the process log)."""
+        if self._buffer is None or getattr(record, "pipeplug_stage_log", False):
+            return
+        record.pipeplug_stage_log = True
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - logging's own policy for a broken record
+            self.handleError(record)
+            return
+        if record.levelno >= logging.ERROR:
+            self._buffer.write(ERROR, text)
+        elif record.levelno >= logging.WARNING:
+            self._buffer.write(INFO, "WARNING: " + text)
+        else:
+            self._buffer.write(INFO, text)
+
+    def complete(self) -> asyncio.Future[None]:
+        """Flush what is left and complete the stage log, exactly once; pipeplug calls it when the stage ends.
+
+        Later lines reach the process log only. The future resolves when piped
+        has the log, or when pipeplug gave up (``log_complete_timeout``); it never fails.
+        """
+        if self._buffer is not None:
+            return self._buffer.complete()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+class _Router(logging.Handler):
+    """On the root logger: hands records emitted inside a stage to that stage's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stage_log = current_stage_log.get()
+        if stage_log is None or record.name == "pipeplug" or record.name.startswith("pipeplug."):
+            return
+        stage_log.handle(record)
+
+
+_router = _Router(logging.INFO)
+
+
+def route_logging() -> None:
+    """Install the router on the root logger once per process."""
+    root = logging.getLogger()
+    if _router not in root.handlers:
+        root.addHandler(_router)
+
