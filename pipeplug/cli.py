@@ -133,7 +133,21 @@ def plugin_command(app: App) -> click.Group:
     return group
 
 
-@click.group()
+class _MainGroup(click.Group):
+    """Loads ``pipeplug dev`` only when it is asked for, so plugin processes never import it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "dev"])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == "dev":
+            from .dev.cli import dev
+
+            return dev
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_MainGroup)
 @click.version_option(package_name="pipeplug")
 def main() -> None:
     """pipeplug: write PipeCD v1 plugins in Python."""
@@ -190,11 +204,6 @@ def build(target: str, output: str | None, fmt: str, version: str | None) -> Non
     click.echo("after a rebuild, restart piped with --force-plugin-redownload):\n")
     click.echo(artifact.piped_config())
 
-
-# `pipeplug dev`: the local piped emulator. Only its click definitions load here; the emulator loads when it runs.
-from .dev.cli import dev as _dev  # noqa: E402
-
-main.add_command(_dev)
 
 
 if __name__ == "__main__":  # pragma: no cover
