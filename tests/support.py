@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import json
@@ -11,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import typing as t
 
@@ -20,8 +18,8 @@ import grpc
 from pipeplug._gen.plugin import deployment_pb2_grpc
 from pipeplug._gen.plugin import livestate_pb2_grpc
 from pipeplug._gen.plugin import planpreview_pb2_grpc
-from pipeplug.server import PluginServer
-from pipeplug.settings import parse_settings
+from pipeplug.testing import TestClient
+from pipeplug.testing import free_port
 
 APPS = os.path.join(os.path.dirname(__file__), "apps")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,12 +35,6 @@ def load_test_app(name: str) -> t.Any:
     return module
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Stubs:
     def __init__(self, address: str) -> None:
         self.channel = grpc.insecure_channel(address)
@@ -56,23 +48,14 @@ class Stubs:
 
 @contextlib.contextmanager
 def served(app: t.Any, config: dict[str, t.Any] | None = None) -> t.Iterator[Stubs]:
-    """Serve ``app`` on an ephemeral 127.0.0.1 port in a background event loop."""
-    raw = {"name": app.name, "port": 0, **(config or {})}
-    settings = parse_settings(app, raw, require_port=False)
-    loop = asyncio.new_event_loop()
-    server = PluginServer(app, settings, hosts=("127.0.0.1",), grace_period=1)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
-    stubs = Stubs(f"127.0.0.1:{server.port}")
-    try:
-        yield stubs
-    finally:
-        stubs.close()
-        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    """Serve ``app`` in-process on 127.0.0.1 (wired to a FakePiped) and yield raw stubs for it."""
+    config = config or {}
+    with TestClient(app, config=config.get("config"), deploy_targets=config.get("deployTargets", ())) as client:
+        stubs = Stubs(client.address)
+        try:
+            yield stubs
+        finally:
+            stubs.close()
 
 
 class Plugin:
