@@ -23,6 +23,17 @@ _STAGE_STATUS_NAMES = {value.number: value.name for value in model_pb.StageStatu
 _CODE_NAMES = {code: code.name for code in grpc.StatusCode}
 
 
+def _cancel_requested() -> bool:
+    """True if grpc cancelled the task serving this call (piped cancelled it), even if the handler swallowed it.
+
+    ``ServicerContext.cancelled()`` stays False on the server side of a client cancel.
+    Python 3.10 has no ``Task.cancelling()``; there a swallowed cancel goes unnoticed.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling and cancelling())
+
+
 class _Malformed:
     """Stands in for a request whose bytes did not parse, so the handler can answer INVALID_ARGUMENT."""
 
@@ -46,6 +57,8 @@ class GuardedRegistrar:
         self.limit = maximum_concurrent_rpcs
         self.metrics = metrics
         self._cache: dict[tuple[str, tuple[str, ...]], dict[str, t.Any]] = {}
+        #: calls in flight on this server (the metrics are per process)
+        self.in_flight = 0
 
     def add_generic_rpc_handlers(self, handlers: t.Sequence[t.Any]) -> None:
         for handler in handlers:
@@ -72,7 +85,7 @@ class GuardedRegistrar:
             return handler
         inner = handler.unary_unary
         parse = handler.request_deserializer
-        metrics, limit = self.metrics, self.limit
+        metrics, limit, registrar = self.metrics, self.limit, self
         is_stage = method.endswith("/ExecuteStage")
         descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
         message_name = descriptor.full_name if descriptor is not None else "request message"
@@ -88,13 +101,14 @@ class GuardedRegistrar:
             if type(request) is _Malformed:
                 metrics.rpc_finished(method, "INVALID_ARGUMENT", 0.0)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid {message_name} ({request.error})")
-            if limit is not None and metrics.rpcs_in_flight >= limit:
+            if limit is not None and registrar.in_flight >= limit:
                 metrics.rpcs_refused += 1
                 metrics.rpc_finished(method, "RESOURCE_EXHAUSTED", 0.0)
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"{method}: the plugin already serves {limit} calls (--maximum-concurrent-rpcs); try again later",
                 )
+            registrar.in_flight += 1
             metrics.rpcs_in_flight += 1
             if is_stage:
                 metrics.stages_in_flight += 1
@@ -102,7 +116,7 @@ class GuardedRegistrar:
             started = perf_counter()
             try:
                 response = await inner(request, context)
-                if context.cancelled():
+                if _cancel_requested():
                     # piped cancelled the call but the handler returned anyway. Sending a
                     # reply on a cancelled call leaks native memory in grpc.aio
                     # (grpc/grpc#43360), and piped ignores it: end the call as cancelled.
@@ -118,6 +132,7 @@ class GuardedRegistrar:
                 code = _CODE_NAMES.get(context.code(), "UNKNOWN")  # type: ignore[call-overload]
                 raise
             finally:
+                registrar.in_flight -= 1
                 metrics.rpcs_in_flight -= 1
                 if is_stage:
                     metrics.stages_in_flight -= 1

@@ -83,10 +83,6 @@ class Metrics:
         with self._lock:
             self.log_lines_dropped_total += n
 
-    def reset(self) -> None:
-        """Forget everything; for tests that serve several apps in one process."""
-        self.__init__()  # type: ignore[misc]
-
 
 #: The process's counters.
 METRICS = Metrics()

@@ -50,6 +50,7 @@ import grpc
 
 from ._gen.model import logblock_pb2 as logblock_pb
 from .logconfig import redact
+from .metrics import METRICS
 from .piped import PipedError
 from .piped import PipedOptions
 
@@ -196,6 +197,7 @@ class StageLogBuffer:
             self._unsent.popleft()
         first = bool(count) and self.dropped == self._dropped_noticed
         self.dropped += count
+        METRICS.log_lines_dropped(count)
         return first
 
     def _notice(self) -> None:
@@ -296,6 +298,7 @@ class StageLogBuffer:
             log.exception("stage log of stage %s: %s failed unexpectedly", self.stage_id, op)
             self._failed(op, PipedError(op, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"), batch[done:], max(0, was_sent - done))
         else:
+            METRICS.log_lines_sent(done if op == _FLUSH else max(0, done - was_sent))
             self._backoff = self._retry_at = 0.0
             if op != _FINAL:
                 self._notice()
@@ -338,6 +341,7 @@ class StageLogBuffer:
         with self._lock:
             self.dropped += len(blocks)
             self._in_flight = 0
+        METRICS.log_lines_dropped(len(blocks))
 
     def _give_up(self) -> None:
         with self._lock:
@@ -345,6 +349,7 @@ class StageLogBuffer:
             self._unsent.clear()
             self._sent.clear()
             self.dropped += rest
+        METRICS.log_lines_dropped(rest)
         self._sent_bytes = 0
         log.error(
             "stage log of stage %s (deployment %s) could not be completed within %.0fs: %d line(s) lost here",

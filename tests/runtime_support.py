@@ -1,4 +1,8 @@
-"""Helpers for the runtime tests: start a plugin file as piped does, build requests, stop by PID."""
+"""Helpers for the runtime tests: start a plugin file as piped does, build requests, stop by PID.
+
+:class:`PluginProc` is close to :class:`pipeplug.testing.PluginProcess`, but passes extra flags
+(``--admin-port``, ``--tls`` ...) and waits for readiness over TLS too, which these tests need.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +21,12 @@ import grpc
 from pipeplug._gen.model import deployment_pb2 as model_pb
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
+from pipeplug.testing import free_port
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 RUNTIME_APP = os.path.join(TESTS, "apps", "runtime_app.py")
 EXAMPLE_APP = os.path.join(ROOT, "example_app.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:

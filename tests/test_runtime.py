@@ -122,6 +122,19 @@ def test_cancel_by_piped_reaches_async_and_sync_handlers(plugin_factory, tmp_pat
         channel.close()
 
 
+def test_a_handler_that_swallows_the_cancellation_gets_no_reply_sent(plugin_factory) -> None:  # type: ignore[no-untyped-def]
+    admin = free_port()
+    plugin = plugin_factory("--admin-port", str(admin))
+    execute = f'pipeplug_rpc_requests_total{{code="CANCELLED",method="/grpc.plugin.deploymentapi.v1alpha1.DeploymentService/ExecuteStage"}}'
+    with grpc.insecure_channel(plugin.address) as channel:
+        call = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage.future(execute_request("STUBBORN", options={"seconds": 60}))
+        wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 1, 10, "the stage to be in flight")
+        call.cancel()
+        wait_for(lambda: metric(admin, execute) == 1, 10, "the call to end CANCELLED")
+    assert metric(admin, "pipeplug_stage_results_total") == 0, "a reply was sent on the cancelled call"
+    assert "finished SUCCESS" in plugin.output()  # the handler did return
+
+
 def test_sigterm_refuses_new_calls_lets_in_flight_stage_finish_and_exits_0(plugin_factory) -> None:  # type: ignore[no-untyped-def]
     admin = free_port()
     plugin = plugin_factory("--grace-period", "10s", "--admin-port", str(admin))

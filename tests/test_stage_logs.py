@@ -239,3 +239,17 @@ def test_a_stage_that_ends_during_an_outage_answers_once_its_log_is_completed(pi
     assert run.status == StageStatus.SUCCESS
     assert run.log_completed
     assert texts(run.logs) == [f"line {i}" for i in range(10)]
+
+
+def test_sent_and_dropped_lines_are_counted_in_metrics(tmp_path):
+    """The /metrics counters follow what the stage log really delivered."""
+    from pipeplug.metrics import METRICS
+
+    from .support import load_test_app
+
+    app = load_test_app("every_decorator").app
+    before = METRICS.log_lines_sent_total
+    with app.test_client(deploy_targets=[{"name": "dev", "config": {"region": "eu"}}]) as client:
+        run = client.execute_stage("OUTCOME", {"status": "SUCCESS", "message": "counted"})
+    assert ("SUCCESS", "counted") in run.logs
+    assert METRICS.log_lines_sent_total - before == len(run.logs)

@@ -6,6 +6,7 @@ Stages:
   that gate (``with.seconds`` then bounds the wait). If piped cancels it first, it appends
   ``cancelled <stage id>`` to ``with.marker`` (when set) and lets the cancellation through.
 - RELEASE (async): opens the gate ``with.gate``.
+- STUBBORN (async): swallows piped's cancellation and returns SUCCESS anyway.
 - BLOCK (sync, runs in the thread pool): waits ``with.seconds`` with ``ctx.wait_cancelled``.
 - TALK (async): logs a line that includes the config's secret token.
 """
@@ -54,6 +55,14 @@ async def hold(ctx: pipeplug.Context, options: HoldOptions) -> None:
 @app.stage("RELEASE")
 async def release(options: HoldOptions) -> None:
     gates.setdefault(options.gate, asyncio.Event()).set()
+
+
+@app.stage("STUBBORN")
+async def stubborn(options: HoldOptions) -> None:
+    try:
+        await asyncio.sleep(options.seconds)
+    except asyncio.CancelledError:
+        pass  # wrong, but users write it: pipeplug must not reply on the cancelled call
 
 
 @app.stage("BLOCK")
