@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
-import time
 
 import pytest
+
+from .dev_support import Dev
+from .support import load_module
 
 pytest_plugins = ["pytester"]  # runs inner pytest sessions to test pipeplug's own fixtures
 
@@ -17,9 +18,16 @@ EXAMPLE_APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 @pytest.fixture
 def example_module():
     """example_app.py imported fresh, so each test gets an App that has not started serving."""
-    spec = importlib.util.spec_from_file_location(f"_example_app_{time.monotonic_ns()}", EXAMPLE_APP)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # attrs resolves string annotations through sys.modules
-    spec.loader.exec_module(module)
+    module = load_module(EXAMPLE_APP)
     yield module
-    sys.modules.pop(spec.name, None)
+    sys.modules.pop(module.__name__, None)
+
+
+@pytest.fixture
+def dev(tmp_path):
+    """A `pipeplug dev` workspace in tmp_path; its processes are stopped afterwards."""
+    workspace = Dev(tmp_path)
+    try:
+        yield workspace
+    finally:
+        workspace.cleanup()

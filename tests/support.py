@@ -25,14 +25,19 @@ APPS = os.path.join(os.path.dirname(__file__), "apps")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_test_app(name: str) -> t.Any:
-    """Import tests/apps/<name>.py fresh, so each test gets an unstarted App."""
-    spec = importlib.util.spec_from_file_location(f"_testapp_{name}_{time.monotonic_ns()}", os.path.join(APPS, f"{name}.py"))
+def load_module(path: str) -> t.Any:
+    """Import a plugin file fresh, so each test gets an App that has not started serving."""
+    spec = importlib.util.spec_from_file_location(f"_plugin_{time.monotonic_ns()}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # attrs resolves string annotations through sys.modules
     spec.loader.exec_module(module)
     return module
+
+
+def load_test_app(name: str) -> t.Any:
+    """Import tests/apps/<name>.py fresh."""
+    return load_module(os.path.join(APPS, f"{name}.py"))
 
 
 class Stubs:

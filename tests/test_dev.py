@@ -11,7 +11,6 @@ import os
 import signal
 import time
 
-import pytest
 
 from pipeplug._gen.model import deployment_pb2 as model_pb
 
@@ -22,13 +21,6 @@ from .dev_support import Dev
 from .dev_support import alive
 
 
-@pytest.fixture
-def dev(tmp_path):
-    workspace = Dev(tmp_path)
-    try:
-        yield workspace
-    finally:
-        workspace.cleanup()
 
 
 def example(dev: Dev, name: str, *extra: str):

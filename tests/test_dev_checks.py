@@ -20,13 +20,6 @@ from .dev_support import STAGES_APP
 from .dev_support import Dev
 
 
-@pytest.fixture
-def dev(tmp_path):
-    workspace = Dev(tmp_path)
-    try:
-        yield workspace
-    finally:
-        workspace.cleanup()
 
 
 def raw(dev: Dev, mode: str, stages: list[str] | None = None):
