@@ -29,7 +29,9 @@ from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 
 
 def execute_request(stage_id: str, options: dict, name: str = "WAIT") -> deploy_pb.ExecuteStageRequest:
-    stage = model_pb.PipelineStage(id=stage_id, name=name, index=0, status=model_pb.STAGE_RUNNING)
+    # What piped sends for a stage it runs the first time: its snapshot still says NOT_STARTED_YET
+    # (RUNNING only when piped re-executes a stage after a crash; contract §4.6).
+    stage = model_pb.PipelineStage(id=stage_id, name=name, index=0, status=model_pb.STAGE_NOT_STARTED_YET)
     deployment = model_pb.Deployment(id="bench-deployment", application_id="bench-app", application_name="bench", piped_id="bench-piped", stages=[stage])
     return deploy_pb.ExecuteStageRequest(
         input=deploy_pb.ExecutePluginInput(deployment=deployment, stage=stage, stage_config=json.dumps(options).encode())

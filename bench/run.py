@@ -13,6 +13,7 @@ last line on stdout is the JSON object. See bench/README.md for what each key me
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import math
@@ -228,40 +229,129 @@ def cancel_soak(rounds: int, wave: int) -> dict[str, t.Any]:
     return result
 
 
+def compile_bytecode() -> None:
+    """Write pipeplug's .pyc files first, as installing it (or ``pipeplug build``) does.
+
+    Otherwise, with PYTHONDONTWRITEBYTECODE set, every start would compile pipeplug from source.
+    """
+    compileall.compile_dir(os.path.join(ROOT, "pipeplug"), quiet=2)
+
+
 def cold_start(runs: int) -> dict[str, t.Any]:
-    """Spawn to first successful FetchDefinedStages, pipeplug against the raw servicer started the same way."""
-    times: dict[str, list[float]] = {"pipeplug": [], "raw": []}
+    """Spawn to first successful FetchDefinedStages: pipeplug against the raw servicer, both with piped's argv.
+
+    piped passes no ``--admin-port``, so neither does ``cold_start_ms``; the other sections
+    serve /metrics, and ``details.cold_start_admin_ms`` is that start (admin server and
+    prometheus-client) measured in the same rounds. Kinds rotate from run to run.
+    """
+    compile_bytecode()
+    kinds = ["pipeplug", "raw", "pipeplug_admin"]
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
     with fake_piped() as piped:
         for i in range(runs):
-            for kind in (["pipeplug", "raw"] if i % 2 == 0 else ["raw", "pipeplug"]):
-                server = Plugin(kind, piped)
-                times[kind].append(server.ready_s * 1000)
-                server.stop()
-    pipeplug_ms, raw_ms = median(times["pipeplug"]), median(times["raw"])
-    note(f"cold start: pipeplug {pipeplug_ms:.0f}ms, raw {raw_ms:.0f}ms")
-    return {"cold_start_ms": pipeplug_ms, "cold_start_ratio": pipeplug_ms / raw_ms, "raw_cold_start_ms": raw_ms}
+            for kind in kinds[i % 3 :] + kinds[: i % 3]:
+                port = free_port()
+                config = json.dumps({"name": "wait", "url": "file:///bench", "port": port})
+                argv = [PY, RAW if kind == "raw" else WAIT_APP, "start", "--piped-plugin-service", piped, "--config", config]
+                if kind == "pipeplug_admin":
+                    argv += ["--admin-port", "0"]
+                proc = spawn(argv, SERVER_CORE)
+                try:
+                    times[kind].append(wait_answers(f"127.0.0.1:{port}", proc) * 1000)
+                finally:
+                    stop(proc)
+    pipeplug_ms, raw_ms, admin_ms = (median(times[kind]) for kind in kinds)
+    note(f"cold start: pipeplug {pipeplug_ms:.0f}ms, raw {raw_ms:.0f}ms (pipeplug with --admin-port {admin_ms:.0f}ms)")
+    return {
+        "cold_start_ms": pipeplug_ms,
+        "cold_start_ratio": pipeplug_ms / raw_ms,
+        "raw_cold_start_ms": raw_ms,
+        "details": {"cold_start_admin_ms": admin_ms, "cold_start_samples_ms": times},
+    }
 
 
-IMPORT_PROBE = """
+#: Loaded before the clock starts: what the raw servicer needs too (grpc, grpc.aio, protobuf) and the
+#: generated code for every proto a pipeplug plugin server loads (the raw servicer needs generated code as well).
+IMPORT_BASELINE = (
+    "grpc", "grpc.aio", "google.protobuf.message",
+    "pipeplug._gen.plugin.deployment_pb2_grpc", "pipeplug._gen.plugin.livestate_pb2_grpc",
+    "pipeplug._gen.plugin.planpreview_pb2_grpc", "pipeplug._gen.piped.service_pb2_grpc",
+    "pipeplug._gen.model.application_pb2", "pipeplug._gen.model.application_live_state_pb2",
+    "pipeplug._gen.model.command_pb2", "pipeplug._gen.model.logblock_pb2",
+)  # fmt: skip
+
+#: Timed: what a plugin (bench/wait_app.py) loads from pipeplug before it answers piped. ``App`` and
+#: ``main()`` load the CLI, the CLI the server; the server's start() loads the health service.
+#: import_time() checks this list against a real start and reports what it missed.
+IMPORT_MARK = "-- timed imports --"
+IMPORT_PROBE = f"""
 import time
-import grpc, grpc.aio, google.protobuf.message, google.protobuf.json_format
+import {", ".join(IMPORT_BASELINE)}
+import sys
+print("{IMPORT_MARK}", file=sys.stderr, flush=True)  # for -X importtime: the timed imports follow
 started = time.perf_counter()
-import pipeplug, pipeplug.cli, pipeplug.server
+import pipeplug
+pipeplug.App
+import pipeplug.cli, pipeplug.server
+import grpc_health.v1.health
 print((time.perf_counter() - started) * 1000)
 """
 
 
+def _imported(trace: str) -> list[str]:
+    """Module names from a ``-X importtime`` trace, in import order."""
+    return [line.split("|")[2].strip() for line in trace.splitlines() if line.startswith("import time:") and line.split("|")[1].strip().isdigit()]
+
+
+def _start_trace(kind: str) -> list[str]:
+    """Modules a plugin process loads from spawn to its first answered FetchDefinedStages."""
+    port = free_port()
+    config = json.dumps({"name": "wait", "url": "file:///bench", "port": port})
+    script = WAIT_APP if kind == "pipeplug" else RAW
+    with tempfile.TemporaryFile("w+") as err:
+        # piped's address is never dialled before a stage runs
+        proc = spawn([PY, "-X", "importtime", script, "start", "--piped-plugin-service", "127.0.0.1:1", "--config", config], SERVER_CORE, stderr=err)
+        try:
+            wait_answers(f"127.0.0.1:{port}", proc)
+        finally:
+            stop(proc)
+        err.seek(0)
+        return _imported(err.read())
+
+
 def import_time(runs: int) -> dict[str, t.Any]:
-    """What importing pipeplug adds once grpc and protobuf are loaded (every module a plugin loads to start)."""
-    samples = [float(subprocess.run([PY, "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stdout) for _ in range(runs)]
+    """What pipeplug adds to a plugin's imports beyond grpc, protobuf and the generated code.
+
+    A fresh interpreter first loads IMPORT_BASELINE; then the clock runs while
+    IMPORT_PROBE loads what a plugin loads from pipeplug to start (bytecode
+    compiled, as installed). ``details.import_probe_missed`` lists modules a real
+    start of bench/wait_app.py loads that neither the probe nor the raw servicer
+    load: it should be empty. ``details.import_ms_attrs_preloaded`` is the same
+    probe with attrs already loaded, as it is in a plugin whose config classes use it.
+    """
+    compile_bytecode()
+    preloaded = IMPORT_PROBE.replace("started = ", "import attrs\nstarted = ")
+    samples: dict[str, list[float]] = {"probe": [], "attrs_preloaded": []}
+    for i in range(runs):
+        for kind in ("probe", "attrs_preloaded") if i % 2 == 0 else ("attrs_preloaded", "probe"):
+            code = IMPORT_PROBE if kind == "probe" else preloaded
+            samples[kind].append(float(subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout))
     trace = subprocess.run([PY, "-X", "importtime", "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stderr
-    after = trace.split("google.protobuf.json_format", 1)[-1]
-    heaviest = sorted(
-        ((int(line.split("|")[1]), line.split("|")[2].strip()) for line in after.splitlines() if line.startswith("import time:") and "|" in line and line.split("|")[1].strip().isdigit()),
-        reverse=True,
-    )[:6]
-    note(f"import: {median(samples):.1f}ms")
-    return {"import_ms": median(samples), "heaviest_imports_us": {name: us for us, name in heaviest}}
+    lines = trace.splitlines()
+    timed = [line for line in lines[lines.index(IMPORT_MARK) :] if line.startswith("import time:") and line.split("|")[0].split(":")[1].strip().isdigit()]
+    heaviest = sorted(((int(line.split("|")[0].split(":")[1]), line.split("|")[2].strip()) for line in timed), reverse=True)[:8]
+    covered = set(_imported(trace)) | set(_start_trace("raw"))
+    missed = [name for name in _start_trace("pipeplug") if name not in covered]
+    note(f"import: {median(samples['probe']):.1f}ms, {median(samples['attrs_preloaded']):.1f}ms with attrs loaded" + (f"; the probe missed {missed}" if missed else ""))
+    return {
+        "import_ms": median(samples["probe"]),
+        "details": {
+            "import_ms_attrs_preloaded": median(samples["attrs_preloaded"]),
+            "import_samples_ms": samples,
+            "heaviest_imports_self_us": {name: us for us, name in heaviest},
+            "import_probe_missed": missed,
+        },
+    }
 
 
 def log_throughput(lines: int) -> dict[str, t.Any]:

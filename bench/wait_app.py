@@ -39,7 +39,12 @@ gates: dict[str, asyncio.Event] = {}
 @app.stage("WAIT")
 async def wait(options: WaitOptions) -> None:
     if options.gate:
-        await asyncio.wait_for(gates.setdefault(options.gate, asyncio.Event()).wait(), options.duration.total_seconds() or None)
+        opened = gates.setdefault(options.gate, asyncio.Event())
+        if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per waiting stage, unlike wait_for
+            async with asyncio.timeout(options.duration.total_seconds() or None):
+                await opened.wait()
+        else:
+            await asyncio.wait_for(opened.wait(), options.duration.total_seconds() or None)
     elif options.duration:
         await asyncio.sleep(options.duration.total_seconds())
 

@@ -1,33 +1,85 @@
 """pipeplug: write PipeCD v1 plugins in Python, Flask-style.
 
 Only the names below are public; everything else may change.
+
+The names load on first use (PEP 562), so ``import pipeplug`` costs nothing
+and importing a submodule such as the generated ``pipeplug._gen`` code does not
+pull in the framework.
 """
 
-from .app import App as App
-from .configs import ConfigError as ConfigError
-from .context import CommandType as CommandType
-from .context import Context as Context
-from .context import StageCommand as StageCommand
-from .handlers import RegistrationError as RegistrationError
-from .logconfig import secret as secret
-from .piped import PipedError as PipedError
-from .stagelog import StageLog as StageLog
-from .types import ArtifactKind as ArtifactKind
-from .types import ArtifactVersion as ArtifactVersion
-from .types import Deployment as Deployment
-from .types import DeploymentSource as DeploymentSource
-from .types import DeployTarget as DeployTarget
-from .types import HealthStatus as HealthStatus
-from .types import LiveState as LiveState
-from .types import ManualOperation as ManualOperation
-from .types import PlannedStage as PlannedStage
-from .types import PlanPreview as PlanPreview
-from .types import Resource as Resource
-from .types import StageRequest as StageRequest
-from .types import StageResult as StageResult
-from .types import StageStatus as StageStatus
-from .types import Strategy as Strategy
-from .types import SyncStatus as SyncStatus
-from .types import SyncStrategy as SyncStrategy
+from __future__ import annotations
+
+import importlib
+import typing as t
+
+if t.TYPE_CHECKING:
+    from .app import App as App
+    from .configs import ConfigError as ConfigError
+    from .context import CommandType as CommandType
+    from .context import Context as Context
+    from .context import StageCommand as StageCommand
+    from .handlers import RegistrationError as RegistrationError
+    from .logconfig import secret as secret
+    from .piped import PipedError as PipedError
+    from .stagelog import StageLog as StageLog
+    from .types import ArtifactKind as ArtifactKind
+    from .types import ArtifactVersion as ArtifactVersion
+    from .types import Deployment as Deployment
+    from .types import DeploymentSource as DeploymentSource
+    from .types import DeployTarget as DeployTarget
+    from .types import HealthStatus as HealthStatus
+    from .types import LiveState as LiveState
+    from .types import ManualOperation as ManualOperation
+    from .types import PlannedStage as PlannedStage
+    from .types import PlanPreview as PlanPreview
+    from .types import Resource as Resource
+    from .types import StageRequest as StageRequest
+    from .types import StageResult as StageResult
+    from .types import StageStatus as StageStatus
+    from .types import Strategy as Strategy
+    from .types import SyncStatus as SyncStatus
+    from .types import SyncStrategy as SyncStrategy
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "App", "ArtifactKind", "ArtifactVersion", "CommandType", "ConfigError", "Context", "Deployment",
+    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "PipedError",
+    "PlannedStage", "PlanPreview", "RegistrationError", "Resource", "StageCommand", "StageLog",
+    "StageRequest", "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "secret",
+]  # fmt: skip
+
+#: the submodule that defines each public name
+_SOURCES = {
+    "App": "app",
+    "ConfigError": "configs",
+    "CommandType": "context",
+    "Context": "context",
+    "StageCommand": "context",
+    "RegistrationError": "handlers",
+    "secret": "logconfig",
+    "PipedError": "piped",
+    "StageLog": "stagelog",
+    **dict.fromkeys(
+        (
+            "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
+            "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest",
+            "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy",
+        ),
+        "types",
+    ),
+}  # fmt: skip
+
+if not t.TYPE_CHECKING:  # type checkers read the imports above, and so flag misspelt names
+
+    def __getattr__(name: str) -> t.Any:
+        source = _SOURCES.get(name)
+        if source is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{__name__}.{source}"), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

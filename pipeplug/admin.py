@@ -8,6 +8,7 @@ It listens on 127.0.0.1 only, like the gRPC server.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import typing as t
@@ -33,14 +34,15 @@ class AdminServer:
         self.health = health
         self.version = dict(version)
         self._server: asyncio.base_events.Server | None = None
+        self._loading: asyncio.Future[t.Any] | None = None
 
     async def start(self) -> None:
-        # Import prometheus-client now, not on the first scrape, so that scrape does not stall the loop.
-        import prometheus_client  # noqa: F401
-
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("admin server on http://%s:%d (/healthz, /version, /metrics)", self.host, self.port)
+        # prometheus-client takes tens of ms to import: load it in a worker thread now, so that
+        # neither the start nor the first scrape waits for it on the event loop.
+        self._loading = asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "prometheus_client")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -83,6 +85,8 @@ class AdminServer:
         if path == "/version":
             return 200, "application/json", json.dumps(self.version).encode() + b"\n"
         if path == "/metrics":
+            if self._loading is not None:
+                await self._loading  # prometheus-client, still loading in its thread right after start
             body, content_type = metrics.render()
             return 200, content_type, body
         return 404, "text/plain; charset=utf-8", b"not found; try /healthz, /version or /metrics\n"

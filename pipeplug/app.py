@@ -10,8 +10,6 @@ from __future__ import annotations
 import functools
 import typing as t
 
-import attrs
-
 from .configs import make_converter
 from .handlers import Handler
 from .handlers import RegistrationError
@@ -20,6 +18,8 @@ from .types import PlannedStage
 from .types import StageRequest
 
 if t.TYPE_CHECKING:
+    import cattrs
+
     from .testing import TestClient
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
@@ -28,18 +28,34 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 SINGLE_HOOKS = ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview")
 
 
-@attrs.frozen
 class StageSpec:
-    """A registered stage: its name, its handler and how planning treats it."""
+    """A registered stage: its name, its handler and how planning treats it.
 
-    name: str
-    handler: Handler
-    #: added by the default planners when piped asks for rollback
-    rollback: bool = False
-    #: returned by the default BuildQuickSyncStages
-    quick_sync: bool = False
-    #: shapes how the stage is planned (see App.stage's ``plan``); None plans it as requested
-    plan: t.Callable[[StageRequest], PlannedStage] | None = None
+    A plain class, not attrs: creating attrs classes costs every plugin start time.
+    """
+
+    __slots__ = ("name", "handler", "rollback", "quick_sync", "plan")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        handler: Handler,
+        rollback: bool = False,
+        quick_sync: bool = False,
+        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        #: added by the default planners when piped asks for rollback
+        self.rollback = rollback
+        #: returned by the default BuildQuickSyncStages
+        self.quick_sync = quick_sync
+        #: shapes how the stage is planned (see App.stage's ``plan``); None plans it as requested
+        self.plan = plan
+
+    def __repr__(self) -> str:
+        return f"StageSpec(name={self.name!r}, handler={self.handler.qualname}, rollback={self.rollback}, quick_sync={self.quick_sync})"
 
 
 def setupmethod(method: F) -> F:
@@ -88,12 +104,18 @@ class App:
         self.hooks: dict[str, Handler] = {}
         #: functions run before the port is bound; internal, use @app.on_startup
         self.startup_hooks: list[Handler] = []
-        #: converts user config values; one per app so hooks never leak between apps
-        self.converter = make_converter()
         self._started = False
 
     def __repr__(self) -> str:
         return f"<pipeplug.App {self.name!r} stages={list(self.stages)}>"
+
+    @functools.cached_property
+    def converter(self) -> cattrs.Converter:
+        """Converts user config values; one per app so hooks never leak between apps.
+
+        Built on first use, so a plugin that never structures a config class never imports cattrs.
+        """
+        return make_converter()
 
     # -- stages -----------------------------------------------------------
 

@@ -9,7 +9,6 @@ import sys
 import typing as t
 
 import click
-import yaml
 
 from .configs import ConfigError
 from .configs import parse_duration
@@ -17,7 +16,6 @@ from .logconfig import ENCODINGS
 from .logconfig import LEVELS
 from .logconfig import configure_logging
 from .logconfig import set_plugin_name
-from .loading import load_app
 from .server import LOOPBACK_HOSTS
 from .server import StartupError
 from .server import TLSFiles
@@ -162,6 +160,11 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str | None, grace_period: float, log_level: str) -> None:
     """Serve the App found in MODULE:APP (a file path or a dotted module)."""
+    # imported here: plugin processes (`<plugin> start`) load neither
+    import yaml
+
+    from .loading import load_app
+
     setup_logging(log_level)
     app = load_app(target)
     raw: dict[str, t.Any] = {"name": app.name, "port": 7001}

@@ -4,6 +4,9 @@ One converter per App. Field names are written in snake_case in Python and
 accepted in camelCase (``kubeConfigPath``) or snake_case from YAML, because
 PipeCD configs are camelCase. Unknown keys are refused: they are nearly always
 typos in user-written config. Errors name every bad field with its path.
+
+cattrs is imported by the functions that use it, not by this module: a plugin
+loads it when it first structures a config class, not when it starts.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ import datetime
 import re
 import typing as t
 
-import attrs
-import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn, override
+if t.TYPE_CHECKING:
+    import cattrs
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -62,6 +63,11 @@ def _camel(name: str) -> str:
 
 def make_converter() -> cattrs.Converter:
     """Build the converter an App uses for every user config class."""
+    import attrs
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn
+    from cattrs.gen import override
+
     converter = cattrs.Converter(forbid_extra_keys=True, prefer_attrib_converters=False)
     converter.register_structure_hook(datetime.timedelta, lambda value, _: parse_duration(value))
 
@@ -90,17 +96,21 @@ def structure(converter: cattrs.Converter, value: t.Any, cls: t.Any, *, path: st
     """
     if cls is None or cls is t.Any:
         return value
+    from cattrs import errors
+
     try:
         return converter.structure(value, cls)
-    except (ClassValidationError, IterableValidationError) as exc:
+    except (errors.ClassValidationError, errors.IterableValidationError) as exc:
         raise ConfigError(_flatten(exc, path)) from None
-    except ForbiddenExtraKeysError as exc:
+    except errors.ForbiddenExtraKeysError as exc:
         raise ConfigError([f"{path}: unknown field(s) {', '.join(sorted(exc.extra_fields))}"]) from None
     except Exception as exc:  # noqa: BLE001 - any failure of a single value is a config error
         raise ConfigError([f"{path}: {_message(exc)}"]) from None
 
 
 def _flatten(group: BaseException, path: str) -> list[str]:
+    from cattrs import errors
+
     lines: list[str] = []
     for exc in getattr(group, "exceptions", ()):
         notes = getattr(exc, "__notes__", [])
@@ -110,11 +120,11 @@ def _flatten(group: BaseException, path: str) -> list[str]:
             sub = f"{path}.{_camel(note.name)}"
         elif note is not None and hasattr(note, "index"):
             sub = f"{path}[{note.index}]"
-        if isinstance(exc, (ClassValidationError, IterableValidationError)):
+        if isinstance(exc, (errors.ClassValidationError, errors.IterableValidationError)):
             lines.extend(_flatten(exc, sub))
         elif isinstance(exc, KeyError):
             lines.append(f"{sub}: required field is missing")
-        elif isinstance(exc, ForbiddenExtraKeysError):
+        elif isinstance(exc, errors.ForbiddenExtraKeysError):
             lines.append(f"{sub}: unknown field(s) {', '.join(sorted(exc.extra_fields))}")
         else:
             lines.append(f"{sub}: {_message(exc, getattr(note, 'type', None))}")

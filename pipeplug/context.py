@@ -3,7 +3,7 @@
 Talking back goes through piped's PluginService (:mod:`pipeplug.piped`),
 scoped here to the stage, deployment or application being served:
 
-- ``ctx.log``: the stage log (web UI) and the process log, one logger.
+- ``ctx.log``: the stage log (web UI); its warnings and errors also reach the process log.
 - ``ctx.stage_metadata`` / ``ctx.deployment_metadata``: ``await get/put/put_many``.
 - ``ctx.shared_metadata``: ``await get`` (piped writes it, plugins only read).
 - ``ctx.shared_objects``: the application's shared objects, bytes in and out.
@@ -28,13 +28,12 @@ import logging
 import threading
 import typing as t
 
-import attrs
-
 from .piped import PipedError
 from .stagelog import StageLog
 
 if t.TYPE_CHECKING:
     from .piped import PipedClient
+    from .stagelog import StageLogFlusher
     from .types import Deployment
 
 T = t.TypeVar("T")
@@ -44,6 +43,9 @@ METADATA_KEY_STAGE_DISPLAY = "pipecd/stage-display-metadata"
 #: stage metadata key listing who approved the stage, comma+space separated
 METADATA_KEY_STAGE_APPROVED_USERS = "pipecd/stage-approved-users"
 
+#: guards the lazy parts of a context that threads may race for (rare: once per context that needs one)
+_LAZY_LOCK = threading.Lock()
+
 
 class CommandType(enum.IntEnum):
     """The commands a stage can receive (``model.Command.Type``)."""
@@ -52,8 +54,7 @@ class CommandType(enum.IntEnum):
     SKIP_STAGE = 6
 
 
-@attrs.frozen
-class StageCommand:
+class StageCommand(t.NamedTuple):
     """A click on the stage's Approve or Skip button in the web UI."""
 
     id: str
@@ -65,16 +66,22 @@ class StageCommand:
 
 
 class _SyncBridge:
-    """Runs a context's coroutines for sync handlers on the server's event loop."""
+    """What a context needs on the thread side: running its coroutines on the loop, and a cancel event.
 
-    def __init__(self) -> None:
-        try:
-            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self.loop = None
+    Built only when a sync handler (or a thread) first needs it, so async
+    stages, the common case, pay for none of it.
+    """
+
+    __slots__ = ("loop", "event", "_lock", "_pending", "_cancelled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None, cancelled: bool) -> None:
+        self.loop = loop
+        self.event = threading.Event()
         self._lock = threading.Lock()
         self._pending: set[concurrent.futures.Future[t.Any]] = set()
         self._cancelled = False
+        if cancelled:
+            self.cancel()
 
     def run(self, coro: t.Coroutine[t.Any, t.Any, T], what: str) -> T:
         try:
@@ -107,11 +114,11 @@ class _SyncBridge:
         with self._lock:
             self._cancelled = True
             pending = list(self._pending)
+        self.event.set()
         for future in pending:
             future.cancel()
 
 
-@attrs.frozen
 class Metadata:
     """String key/value metadata that piped keeps for the deployment being planned or executed.
 
@@ -122,11 +129,24 @@ class Metadata:
     the control plane. An empty key raises ValueError before any call.
     """
 
-    _label: str
-    _get: t.Callable[[str], t.Awaitable[str | None]]
-    _put: t.Callable[[str, str], t.Awaitable[None]] | None
-    _put_many: t.Callable[[t.Mapping[str, str]], t.Awaitable[None]] | None
-    _bridge: _SyncBridge = attrs.field(repr=False)
+    __slots__ = ("_label", "_get", "_put", "_put_many", "_ctx")
+
+    def __init__(
+        self,
+        label: str,
+        get: t.Callable[[str], t.Awaitable[str | None]],
+        put: t.Callable[[str, str], t.Awaitable[None]] | None,
+        put_many: t.Callable[[t.Mapping[str, str]], t.Awaitable[None]] | None,
+        ctx: Context,
+    ) -> None:
+        self._label = label
+        self._get = get
+        self._put = put
+        self._put_many = put_many
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"<{self._label}>"
 
     async def get(self, key: str) -> str | None:
         """The value stored under ``key``, or None."""
@@ -143,15 +163,15 @@ class Metadata:
 
     def get_sync(self, key: str) -> str | None:
         """:meth:`get` for sync handlers."""
-        return self._bridge.run(self.get(key), f"{self._label}.get")
+        return self._ctx._bridge.run(self.get(key), f"{self._label}.get")
 
     def put_sync(self, key: str, value: str) -> None:
         """:meth:`put` for sync handlers."""
-        self._bridge.run(self.put(key, value), f"{self._label}.put")
+        self._ctx._bridge.run(self.put(key, value), f"{self._label}.put")
 
     def put_many_sync(self, values: t.Mapping[str, str]) -> None:
         """:meth:`put_many` for sync handlers."""
-        self._bridge.run(self.put_many(values), f"{self._label}.put_many")
+        self._ctx._bridge.run(self.put_many(values), f"{self._label}.put_many")
 
     def _writer(self, func: t.Callable[..., t.Awaitable[None]] | None) -> t.Callable[..., t.Awaitable[None]]:
         if func is None:
@@ -159,7 +179,6 @@ class Metadata:
         return func
 
 
-@attrs.frozen
 class SharedObjects:
     """The application's shared objects: bytes kept by the control plane per (application, plugin, key).
 
@@ -168,10 +187,16 @@ class SharedObjects:
     before any call.
     """
 
-    _client: PipedClient = attrs.field(repr=False)
-    application_id: str
-    plugin_name: str
-    _bridge: _SyncBridge = attrs.field(repr=False)
+    __slots__ = ("_client", "application_id", "plugin_name", "_ctx")
+
+    def __init__(self, client: PipedClient, application_id: str, plugin_name: str, ctx: Context) -> None:
+        self._client = client
+        self.application_id = application_id
+        self.plugin_name = plugin_name
+        self._ctx = ctx
+
+    def __repr__(self) -> str:
+        return f"<SharedObjects application_id={self.application_id!r} plugin_name={self.plugin_name!r}>"
 
     async def get(self, key: str) -> bytes | None:
         """The object stored under ``key``, or None when there is none."""
@@ -183,14 +208,13 @@ class SharedObjects:
 
     def get_sync(self, key: str) -> bytes | None:
         """:meth:`get` for sync handlers."""
-        return self._bridge.run(self.get(key), "ctx.shared_objects.get")
+        return self._ctx._bridge.run(self.get(key), "ctx.shared_objects.get")
 
     def put_sync(self, key: str, data: bytes) -> None:
         """:meth:`put` for sync handlers."""
-        self._bridge.run(self.put(key, data), "ctx.shared_objects.put")
+        self._ctx._bridge.run(self.put(key, data), "ctx.shared_objects.put")
 
 
-@attrs.define(eq=False)
 class Context:
     """What a handler knows about the call it serves, and how it talks back to piped.
 
@@ -199,61 +223,175 @@ class Context:
     what a call lacks (``ctx.stage_metadata`` outside a stage, anything
     talking to piped when the plugin runs without it) raise RuntimeError
     saying so.
+
+    A context is built for every call, and thousands may be held at once,
+    so it is a slotted object whose costlier parts (the deployment view, the
+    process logger, the sync bridge) are built on first use.
+
+    Attributes:
+        plugin_name: the plugin's name in piped's config (``spec.plugins[].name``).
+        rpc: the RPC being served, e.g. ``ExecuteStage``.
+        application_id, application_name: the application the call is about.
+        stage_id, stage_name, stage_index: the stage being executed (ExecuteStage only).
+        stage_status: the stage status piped sent: RUNNING means piped re-executes a stage it lost.
     """
 
-    #: the plugin's name in piped's config (``spec.plugins[].name``)
-    plugin_name: str
-    #: the RPC being served, e.g. ``ExecuteStage``
-    rpc: str
-    deployment: Deployment | None = None
-    application_id: str = ""
-    application_name: str = ""
-    stage_id: str = ""
-    stage_name: str = ""
-    stage_index: int = 0
-    #: the stage status piped sent: RUNNING means piped re-executes a stage it lost
-    stage_status: int = 0
-    #: who may approve this stage, as planned (``authorized_operators``); empty means anyone
-    authorized_operators: tuple[str, ...] = ()
-    #: process logger carrying this call's ids (process log only; ``ctx.log`` writes both)
-    logger: logging.LoggerAdapter[logging.Logger] = attrs.field(default=None)
-    #: the stage log in the web UI, and the process log; see :class:`~pipeplug.stagelog.StageLog`
-    log: StageLog = attrs.field(default=None)
-    _piped: PipedClient | None = attrs.field(default=None, repr=False)
-    _cancelled: threading.Event = attrs.field(factory=threading.Event, repr=False)
-    _bridge: _SyncBridge = attrs.field(factory=_SyncBridge, repr=False, init=False)
+    __slots__ = (
+        "plugin_name",
+        "rpc",
+        "application_id",
+        "application_name",
+        "stage_id",
+        "stage_name",
+        "stage_index",
+        "stage_status",
+        "_operators",
+        "_stage_pb",
+        "_deployment",
+        "_deployment_pb",
+        "_logger",
+        "_log",
+        "_piped",
+        "_stage_logs",
+        "_loop",
+        "_cancel_requested",
+        "_sync",
+    )
 
-    def __attrs_post_init__(self) -> None:
-        if self.logger is None:
-            extra = {
-                "plugin": self.plugin_name,
-                "deployment_id": self.deployment.id if self.deployment else "",
-                "stage_id": self.stage_id,
-                "stage_name": self.stage_name,
-            }
-            self.logger = logging.LoggerAdapter(logging.getLogger("pipeplug.handler"), extra)
-        if self.log is None:
-            self.log = StageLog(None, label=self.stage_name or self.rpc, extra=self.logger.extra)
+    def __init__(
+        self,
+        plugin_name: str,
+        rpc: str,
+        deployment: Deployment | None = None,
+        application_id: str = "",
+        application_name: str = "",
+        stage_id: str = "",
+        stage_name: str = "",
+        stage_index: int = 0,
+        stage_status: int = 0,
+        authorized_operators: tuple[str, ...] | None = None,
+        logger: logging.LoggerAdapter[logging.Logger] | None = None,
+        log: StageLog | None = None,
+        piped: PipedClient | None = None,
+        *,
+        deployment_pb: t.Any = None,
+        stage_pb: t.Any = None,
+        stage_logs: StageLogFlusher | None = None,
+    ) -> None:
+        self.plugin_name = plugin_name
+        self.rpc = rpc
+        self.application_id = application_id
+        self.application_name = application_name
+        self.stage_id = stage_id
+        self.stage_name = stage_name
+        self.stage_index = stage_index
+        self.stage_status = stage_status
+        self._operators = authorized_operators
+        #: the ``model.PipelineStage`` message, read on first use (authorized_operators)
+        self._stage_pb = stage_pb
+        #: the ``model.Deployment`` message; converted to :attr:`deployment` on first use
+        self._deployment = deployment
+        self._deployment_pb = deployment_pb
+        self._logger = logger
+        self._log = log
+        self._piped = piped
+        #: ships the stage log to piped; None when the plugin runs without piped
+        self._stage_logs = stage_logs
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._cancel_requested = False
+        self._sync: _SyncBridge | None = None
+
+    def __repr__(self) -> str:
+        ids = f" stage={self.stage_name}/{self.stage_id}" if self.stage_id else ""
+        return f"<Context {self.plugin_name} {self.rpc} deployment={self.deployment_id!r}{ids}>"
+
+    @property
+    def authorized_operators(self) -> tuple[str, ...]:
+        """Who may approve this stage, as planned (``authorized_operators``); empty means anyone."""
+        if self._operators is None:
+            self._operators = tuple(self._stage_pb.authorized_operators) if self._stage_pb is not None else ()
+        return self._operators
+
+    @property
+    def deployment(self) -> Deployment | None:
+        """The deployment being planned or executed, where piped sends one."""
+        if self._deployment is None and self._deployment_pb is not None:
+            from .wire import deployment_from_pb
+
+            self._deployment = deployment_from_pb(self._deployment_pb)
+        return self._deployment
 
     @property
     def deployment_id(self) -> str:
-        return self.deployment.id if self.deployment else ""
+        """The deployment's id, or "" where piped sends none."""
+        if self._deployment is not None:
+            return self._deployment.id
+        return self._deployment_pb.id if self._deployment_pb is not None else ""
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The process logger, carrying this call's ids (process log only; ``ctx.log`` writes the stage log)."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(logging.getLogger("pipeplug.handler"), self._log_ids())
+        return self._logger
+
+    @property
+    def log(self) -> StageLog:
+        """The stage log in the web UI, and the process log; see :class:`~pipeplug.stagelog.StageLog`.
+
+        Built on first use: a stage that never logs costs neither memory nor a call to piped.
+        """
+        stage_log = self._log
+        if stage_log is None:
+            opener = None
+            if self.stage_id and self.deployment_id:
+                label = f"stage {self.stage_name} (stage id {self.stage_id}, deployment {self.deployment_id})"
+                if self._stage_logs is not None:
+                    opener = functools.partial(self._stage_logs.open, self.deployment_id, self.stage_id)
+            else:
+                label = self.stage_name or self.rpc
+            made = StageLog(None, label=label, extra=self._log_ids(), opener=opener)
+            with _LAZY_LOCK:  # a sync handler's thread and the loop may both get here first
+                if self._log is None:
+                    self._log = made
+                stage_log = self._log
+        return stage_log
+
+    def _log_ids(self) -> dict[str, t.Any]:
+        """The ids every process log line of this call carries (JSON log fields)."""
+        return {"plugin": self.plugin_name, "deployment_id": self.deployment_id, "stage_id": self.stage_id, "stage_name": self.stage_name}
 
     @property
     def cancelled(self) -> bool:
         """True once piped has cancelled this call. Sync handlers should poll it."""
-        return self._cancelled.is_set()
+        return self._cancel_requested
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block a sync handler up to ``timeout`` seconds; True if the call was cancelled.
 
         ``if ctx.wait_cancelled(10): return`` is a cancellable ``time.sleep(10)``.
         """
-        return self._cancelled.wait(timeout)
+        return self._bridge.event.wait(timeout)
+
+    @property
+    def _bridge(self) -> _SyncBridge:
+        sync = self._sync
+        if sync is None:
+            with _LAZY_LOCK:
+                if self._sync is None:
+                    self._sync = _SyncBridge(self._loop, self._cancel_requested)
+                sync = self._sync
+        return sync
 
     def _cancel(self) -> None:
-        self._cancelled.set()
-        self._bridge.cancel()
+        with _LAZY_LOCK:
+            self._cancel_requested = True
+            sync = self._sync
+        if sync is not None:
+            sync.cancel()
 
     # -- scoped PluginService calls ---------------------------------------------------
 
@@ -278,7 +416,7 @@ class Context:
             functools.partial(client.get_stage_metadata, *ids),
             functools.partial(client.put_stage_metadata, *ids),
             functools.partial(client.put_stage_metadata_multi, *ids),
-            self._bridge,
+            self,
         )
 
     @property
@@ -291,7 +429,7 @@ class Context:
             functools.partial(client.get_deployment_plugin_metadata, *ids),
             functools.partial(client.put_deployment_plugin_metadata, *ids),
             functools.partial(client.put_deployment_plugin_metadata_multi, *ids),
-            self._bridge,
+            self,
         )
 
     @property
@@ -299,13 +437,13 @@ class Context:
         """The deployment's shared metadata, read-only (piped writes e.g. ``DeploymentNotification``)."""
         client = self._client("shared_metadata", deployment=self.deployment_id)
         get = functools.partial(client.get_deployment_shared_metadata, self.deployment_id)
-        return Metadata("ctx.shared_metadata", get, None, None, self._bridge)
+        return Metadata("ctx.shared_metadata", get, None, None, self)
 
     @property
     def shared_objects(self) -> SharedObjects:
         """The application's shared objects (bytes), kept across deployments."""
         client = self._client("shared_objects", application=self.application_id)
-        return SharedObjects(client, self.application_id, self.plugin_name, self._bridge)
+        return SharedObjects(client, self.application_id, self.plugin_name, self)
 
     async def install_tool(self, name: str, version: str, script: str) -> str:
         """Have piped install a tool once per host and return its path (``<tools dir>/<name>-<version>``).

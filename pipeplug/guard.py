@@ -10,6 +10,7 @@ its own coroutine chain for every call.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import typing as t
 
@@ -18,6 +19,8 @@ import grpc
 from ._gen.model import deployment_pb2 as model_pb
 from .metrics import METRICS
 from .metrics import Metrics
+
+log = logging.getLogger("pipeplug")
 
 _STAGE_STATUS_NAMES = {value.number: value.name for value in model_pb.StageStatus.DESCRIPTOR.values}
 _CODE_NAMES = {code: code.name for code in grpc.StatusCode}
@@ -29,9 +32,15 @@ def _cancel_requested() -> bool:
     ``ServicerContext.cancelled()`` stays False on the server side of a client cancel.
     Python 3.10 has no ``Task.cancelling()``; there a swallowed cancel goes unnoticed.
     """
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling and cancelling())
+    return bool(t.cast(t.Any, asyncio.current_task()).cancelling())
+
+
+def _never() -> bool:
+    return False
+
+
+#: what the guard asks after a handler returned; checked per call, so chosen once
+_cancel_check = _cancel_requested if hasattr(asyncio.Task, "cancelling") else _never
 
 
 class _Malformed:
@@ -90,6 +99,8 @@ class GuardedRegistrar:
         descriptor = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
         message_name = descriptor.full_name if descriptor is not None else "request message"
         perf_counter = time.perf_counter
+        ok_key = (method, "OK")
+        histogram = metrics.latency(method)
 
         def deserialize(data: bytes) -> t.Any:
             try:
@@ -116,10 +127,11 @@ class GuardedRegistrar:
             started = perf_counter()
             try:
                 response = await inner(request, context)
-                if _cancel_requested():
+                if _cancel_check():
                     # piped cancelled the call but the handler returned anyway. Sending a
                     # reply on a cancelled call leaks native memory in grpc.aio
                     # (grpc/grpc#43360), and piped ignores it: end the call as cancelled.
+                    log.warning("%s: the handler returned after piped cancelled the call (it caught the cancellation); no reply sent", method)
                     raise asyncio.CancelledError
                 code = "OK"
                 if is_stage:
@@ -136,6 +148,8 @@ class GuardedRegistrar:
                 metrics.rpcs_in_flight -= 1
                 if is_stage:
                     metrics.stages_in_flight -= 1
-                metrics.rpc_finished(method, code, perf_counter() - started)
+                key = ok_key if code == "OK" else (method, code)
+                metrics.rpc_codes[key] = metrics.rpc_codes.get(key, 0) + 1
+                histogram.observe(perf_counter() - started)
 
         return handler._replace(unary_unary=call, request_deserializer=deserialize)

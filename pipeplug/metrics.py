@@ -65,10 +65,14 @@ class Metrics:
         """Count one finished call of ``method`` (full gRPC method path) with status ``code``."""
         key = (method, code)
         self.rpc_codes[key] = self.rpc_codes.get(key, 0) + 1
+        self.latency(method).observe(seconds)
+
+    def latency(self, method: str) -> _Histogram:
+        """The latency histogram of ``method``; the guard looks it up once per method, not per call."""
         histogram = self.rpc_latency.get(method)
         if histogram is None:
             histogram = self.rpc_latency[method] = _Histogram()
-        histogram.observe(seconds)
+        return histogram
 
     def stage_result(self, status_name: str) -> None:
         self.stage_results[status_name] = self.stage_results.get(status_name, 0) + 1

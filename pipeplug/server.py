@@ -9,6 +9,7 @@ of blocking stages never delays async ones. Every call passes through
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -16,7 +17,6 @@ import sys
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 
-import attrs
 import grpc
 
 from . import logconfig
@@ -71,8 +71,7 @@ class StartupError(RuntimeError):
     """The plugin cannot start: a startup hook failed, a file is missing, or no address could be bound."""
 
 
-@attrs.frozen
-class TLSFiles:
+class TLSFiles(t.NamedTuple):
     """``--tls --cert-file --key-file``: PEM files for serving TLS."""
 
     cert_file: str
@@ -334,6 +333,12 @@ def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
     async def main() -> None:
         server = PluginServer(app, settings, **options)
         await server.start()
+        # Everything loaded at startup (modules, grpc, the app) lives as long as the process: move
+        # it out of the collector's sight, so a full collection while stages run scans only what
+        # they allocated, not the whole startup heap (~25 ms on a small machine, inside whatever
+        # handler happened to trigger it). Freezing takes microseconds; the few unreachable
+        # objects startup leaves (a gc.collect() finds ~25) are not worth a collection first.
+        gc.freeze()
         await server.serve_forever()
 
     asyncio.run(main())

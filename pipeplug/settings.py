@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import typing as t
 
-import attrs
-
 from .configs import ConfigError
 from .configs import structure
 from .types import DeployTarget
@@ -21,16 +19,24 @@ if t.TYPE_CHECKING:
     from .app import App
 
 
-@attrs.frozen
 class PluginSettings:
-    """The plugin's runtime settings, decoded and typed."""
+    """The plugin's runtime settings, decoded and typed.
 
-    name: str
-    port: int
-    url: str = ""
-    config: t.Any = None
-    #: deploy targets by name, in piped's config order
-    deploy_targets: t.Mapping[str, DeployTarget] = attrs.field(factory=dict)
+    A plain class, not attrs: creating attrs classes costs every plugin start time.
+    """
+
+    __slots__ = ("name", "port", "url", "config", "deploy_targets")
+
+    def __init__(self, *, name: str, port: int, url: str = "", config: t.Any = None, deploy_targets: t.Mapping[str, DeployTarget] | None = None) -> None:
+        self.name = name
+        self.port = port
+        self.url = url
+        self.config = config
+        #: deploy targets by name, in piped's config order
+        self.deploy_targets: t.Mapping[str, DeployTarget] = {} if deploy_targets is None else deploy_targets
+
+    def __repr__(self) -> str:
+        return f"PluginSettings(name={self.name!r}, port={self.port}, url={self.url!r}, deploy_targets={list(self.deploy_targets)})"
 
     def targets_named(self, names: t.Iterable[str]) -> list[DeployTarget]:
         """Resolve deploy target names sent by piped; unknown names are an error."""
@@ -101,4 +107,6 @@ def _structure_optional(app: App, value: t.Any, cls: type | None, path: str) -> 
     # Piped omits an empty config and sends a target without one as null: both mean {}.
     if value is None:
         value = {}
+    if cls is None:  # kept as decoded; the converter (and cattrs) are not needed
+        return value
     return structure(app.converter, value, cls, path=path)

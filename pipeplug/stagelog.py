@@ -20,7 +20,8 @@ Piped's rules (contract §5.2) and how they are kept:
   checkpoint is sent again with ReportStageLogsFromLastCheckpoint, which
   replaces the cached view with the durable one. The last call carries
   ``completed=true``, exactly once per stage, even when there is nothing left
-  to send.
+  to send. A stage that never wrote a line makes no call at all (as with the
+  Go SDK), unless piped re-executes it: then its log is completed anyway.
 
 Writing never touches the network: :meth:`StageLogBuffer.write` appends to a
 deque under a lock (safe from sync handlers' threads) and returns. One
@@ -40,7 +41,6 @@ import contextvars
 import logging
 import os
 import sys
-import sysconfig
 import threading
 import time
 import traceback
@@ -73,8 +73,9 @@ _BLOCK_OVERHEAD = 32
 #: (index, text, severity, created_at): a log line as buffered; protobufs are built only when sending
 Block = tuple[int, str, int, int]
 
-#: the stage log of the stage the current task or thread is executing; `logging` records are routed to it
-current_stage_log: contextvars.ContextVar[StageLog | None] = contextvars.ContextVar("pipeplug_stage_log", default=None)
+#: the context of the stage the current task or thread is executing: `logging` records are routed to its
+#: ``.log`` (built only if a record comes)
+current_stage: contextvars.ContextVar[t.Any] = contextvars.ContextVar("pipeplug_current_stage", default=None)
 
 
 def _block_size(block: Block) -> int:
@@ -112,8 +113,14 @@ class StageLogBuffer:
     Lines live in three places: ``_unsent`` (written, not sent yet), in flight
     (taken by the flusher; never dropped), and ``_sent`` (in piped's cache,
     to be repeated at the next checkpoint). All three count towards the bound,
-    and only unsent lines are ever dropped.
+    and only unsent lines are ever dropped (to the process log).
     """
+
+    __slots__ = (
+        "deployment_id", "stage_id", "dropped", "late", "_flusher", "_options", "_bound", "_early", "_lock", "_unsent", "_sent",
+        "_sent_bytes", "_in_flight", "_last_index", "_dropped_noticed", "_urgent", "_closing", "_completed", "_busy", "_retry_at",
+        "_backoff", "_needs_checkpoint", "_last_checkpoint", "_close_deadline", "_done",
+    )  # fmt: skip
 
     def __init__(self, flusher: StageLogFlusher, deployment_id: str, stage_id: str) -> None:
         self.deployment_id = deployment_id
@@ -130,7 +137,7 @@ class StageLogBuffer:
         self._sent_bytes = 0
         self._in_flight = 0
         self._last_index = 0
-        #: lines lost for good: dropped at the bound, refused by piped, or left when completion gave up
+        #: lines that never reached piped (dropped at the bound, refused, left when completion gave up); they went to the process log
         self.dropped = 0
         self._dropped_noticed = 0
         #: lines written after completion began; they reached the process log only
@@ -152,34 +159,41 @@ class StageLogBuffer:
 
     # -- writing (any thread) ----------------------------------------------------
 
-    def write(self, severity: int, text: str) -> None:
+    def write(self, severity: int, text: str) -> bool:
         """Queue ``text`` (split into lines, empty ones dropped) for the stage log; never blocks on the network.
 
         Secrets registered for the process log (:func:`pipeplug.secret`) are masked here too.
+        False when the line will not reach piped (written after completion began).
         """
         lines = [line if len(line) <= MAX_LINE_CHARS else _cut(line) for line in redact(text).splitlines() if line]
         if not lines:
-            return
+            return True
+        dropped: list[Block] = []
         first_drop = wake = False
         with self._lock:
             if self._closing:
                 self.late += len(lines)
-                return
+                return False
             self._append_locked(severity, lines)
             overflow = len(self._unsent) + self._in_flight + len(self._sent) - self._bound
             if overflow > 0:
-                first_drop = self._drop_locked(overflow)
+                first_drop = self.dropped == self._dropped_noticed
+                dropped = self._drop_locked(overflow)
             if not self._urgent and len(self._unsent) >= self._early:
                 self._urgent = wake = True
-        if first_drop:
-            log.warning(
-                "stage log of stage %s (deployment %s) is full (%d lines piped has not taken yet): dropping the oldest unsent lines",
-                self.stage_id,
-                self.deployment_id,
-                self._bound,
-            )
+        if dropped:
+            if first_drop:
+                log.warning(
+                    "stage log of stage %s (deployment %s) is full (%d lines piped has not taken yet): "
+                    "the oldest unsent lines go to the process log instead",
+                    self.stage_id,
+                    self.deployment_id,
+                    self._bound,
+                )
+            self._spill(dropped, "dropped")
         if wake:
             self._flusher.wake(self)
+        return True
 
     def _append_locked(self, severity: int, lines: list[str]) -> None:
         now = time.time_ns()
@@ -190,15 +204,24 @@ class StageLogBuffer:
             index += 1
         self._last_index = index - 1
 
-    def _drop_locked(self, count: int) -> bool:
-        """Drop the ``count`` oldest unsent lines; True when this starts a run of drops."""
+    def _drop_locked(self, count: int) -> list[Block]:
+        """Drop the ``count`` oldest unsent lines and return them."""
         count = min(count, len(self._unsent))
-        for _ in range(count):
-            self._unsent.popleft()
-        first = bool(count) and self.dropped == self._dropped_noticed
+        dropped = [self._unsent.popleft() for _ in range(count)]
         self.dropped += count
         METRICS.log_lines_dropped(count)
-        return first
+        return dropped
+
+    def _spill(self, blocks: t.Iterable[Block], why: str) -> None:
+        """Write lines that will never reach piped to the process log at their level, so none is lost."""
+        for _, text, severity, _ in blocks:
+            _process_log.log(
+                logging.ERROR if severity == ERROR else logging.INFO,
+                "%s from the stage log: %s",
+                why,
+                text,
+                extra={"deployment_id": self.deployment_id, "stage_id": self.stage_id, "pipeplug_stage_log": True},
+            )
 
     def _notice(self) -> None:
         """Tell the reader of the stage log, and the process log, how many lines were dropped since the last notice."""
@@ -209,7 +232,7 @@ class StageLogBuffer:
             self._dropped_noticed = self.dropped
             text = (
                 f"pipeplug: {new} line(s) of this stage log were dropped: piped was unreachable or slower than the stage wrote, "
-                f"and at most {self._bound} lines wait for it (PIPEPLUG_LOG_BUFFER_LINES)"
+                f"and at most {self._bound} lines wait for it (PIPEPLUG_LOG_BUFFER_LINES); they are in the plugin's process log"
             )
             self._append_locked(ERROR, [text])  # also after completion began: the final request carries it
         log.warning("stage %s (deployment %s): %s", self.stage_id, self.deployment_id, text)
@@ -324,13 +347,15 @@ class StageLogBuffer:
         # Keep the lines for a retry. A retry is always a checkpoint: it repeats every line, and piped
         # merges by index, so it is safe even if the failed call did reach piped.
         again = rest[:rest_was_sent]
+        dropped: list[Block] = []
         with self._lock:
             self._sent.extendleft(reversed(again))
             self._unsent.extendleft(reversed(rest[rest_was_sent:]))
             self._in_flight = 0
             overflow = len(self._unsent) + len(self._sent) - self._bound
             if overflow > 0:
-                self._drop_locked(overflow)
+                dropped = self._drop_locked(overflow)
+        self._spill(dropped, "dropped")
         self._sent_bytes += sum(_block_size(b) for b in again)
         self._needs_checkpoint = True
         self._backoff = min(self._options.retry_max_delay, self._backoff * 2 if self._backoff else min(1.0, self._options.log_flush_interval))
@@ -342,14 +367,17 @@ class StageLogBuffer:
             self.dropped += len(blocks)
             self._in_flight = 0
         METRICS.log_lines_dropped(len(blocks))
+        self._spill(blocks, "refused by piped")
 
     def _give_up(self) -> None:
         with self._lock:
-            rest = len(self._unsent) + len(self._sent)
+            lost = [*self._sent, *self._unsent]
+            rest = len(lost)
             self._unsent.clear()
             self._sent.clear()
             self.dropped += rest
         METRICS.log_lines_dropped(rest)
+        self._spill(lost, "not delivered")
         self._sent_bytes = 0
         log.error(
             "stage log of stage %s (deployment %s) could not be completed within %.0fs: %d line(s) lost here",
@@ -397,13 +425,22 @@ class StageLogFlusher:
         self._task: asyncio.Task[None] | None = None
 
     def open(self, deployment_id: str, stage_id: str) -> StageLogBuffer:
-        """A new buffer for one ExecuteStage call; end it with :meth:`StageLogBuffer.complete`."""
-        route_logging()  # checked per stage: reconfiguring logging may have removed the router
+        """A new buffer for one ExecuteStage call; end it with :meth:`StageLogBuffer.complete`.
+
+        Callable from any thread: a stage's log opens at its first line, which
+        a sync handler writes from its worker thread.
+        """
         buffer = StageLogBuffer(self, deployment_id, stage_id)
         self._buffers.add(buffer)
-        if self._task is None or self._task.done():
-            self._task = self.loop.create_task(self._run(), name="pipeplug-stage-log-flusher")
+        if threading.get_ident() == self._loop_thread:
+            self._start()
+        else:
+            self.loop.call_soon_threadsafe(self._start)
         return buffer
+
+    def _start(self) -> None:
+        if self._buffers and (self._task is None or self._task.done()):
+            self._task = self.loop.create_task(self._run(), name="pipeplug-stage-log-flusher")
 
     def wake(self, buffer: StageLogBuffer) -> None:
         """Have the flusher look at ``buffer`` now; callable from any thread."""
@@ -481,7 +518,7 @@ class StageLogFlusher:
 
 
 _PIPEPLUG_DIR = os.path.dirname(__file__) + os.sep
-_STDLIB_DIR = sysconfig.get_paths()["stdlib"] + os.sep
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep  # the stdlib: where os.py lives (sysconfig costs ms at import)
 
 
 def _framework_frame(filename: str) -> bool:
@@ -520,20 +557,46 @@ class StageLog(logging.Handler):
     ``warning`` lines are INFO lines starting with ``WARNING:``. ``exception``
     adds a short traceback (the process log gets the whole one).
 
+    The process log gets WARNING and ERROR lines at their level. INFO and
+    SUCCESS lines on their way to piped go there at DEBUG only (``--log-level
+    debug``): the stage log is where they are read, and copying every line of
+    every stage would make the process log the busiest thing a plugin does.
+    Lines that cannot reach piped (no piped, as under ``pipeplug run``; written
+    after the stage ended; dropped or refused on the way) keep their level in
+    the process log, so none is lost.
+
     It is also a :class:`logging.Handler`: ``logging`` records emitted while a
     stage runs (in its task, or in its sync handler's thread) reach its stage
     log automatically; attach it yourself (``logger.addHandler(ctx.log)``) for
     threads you start. Writing never waits for piped.
     """
 
-    def __init__(self, buffer: StageLogBuffer | None, *, label: str, extra: t.Mapping[str, t.Any] | None = None) -> None:
-        super().__init__(logging.INFO)
+    def __init__(
+        self,
+        buffer: StageLogBuffer | None,
+        *,
+        label: str,
+        extra: t.Mapping[str, t.Any] | None = None,
+        opener: t.Callable[[], StageLogBuffer] | None = None,
+    ) -> None:
+        # Not logging.Handler.__init__: that creates a lock and registers the handler in
+        # logging's global list, per stage, and thousands of stages may be held at once.
+        # Nothing here needs either: handle() below takes no lock, and the buffer has its own.
+        self.filters: list[t.Any] = []
+        self._name = None
+        self.level = logging.INFO
+        self.formatter = None
+        self._closed = False
+        self.lock = None  # type: ignore[assignment]
         self._buffer = buffer
+        #: opens the buffer at the first line, so a stage that logs nothing costs piped no call
+        self._opener = opener
         self._label = label
         self._extra = {**(extra or {}), "pipeplug_stage_log": True}
 
     def __repr__(self) -> str:
-        return f"<StageLog {self._label}{'' if self._buffer else ' (process log only)'}>"
+        shipped = self._buffer is not None or self._opener is not None
+        return f"<StageLog {self._label}{'' if shipped else ' (process log only)'}>"
 
     @property
     def dropped(self) -> int:
@@ -559,23 +622,44 @@ class StageLog(logging.Handler):
         text = str(msg) % args if args else str(msg)
         if _process_log.isEnabledFor(logging.ERROR):
             _process_log.error("%s: %s", self._label, text, exc_info=exc, extra=self._extra)
-        if self._buffer is not None:
+        buffer = self._buffer or self._open()
+        if buffer is not None:
             if exc is not None:
                 text += "\n" + short_traceback(exc)
-            self._buffer.write(ERROR, text)
+            buffer.write(ERROR, text)
 
     def _write(self, severity: int, level: int, msg: object, args: tuple[object, ...], prefix: str = "") -> None:
         text = str(msg) % args if args else str(msg)
+        buffer = self._buffer or self._open()
+        if buffer is not None and buffer.write(severity, prefix + text if prefix else text) and level == logging.INFO:
+            level = logging.DEBUG  # on its way to piped: the process log shows it at DEBUG only
         if _process_log.isEnabledFor(level):
             _process_log.log(level, "%s: %s", self._label, text, extra=self._extra)
-        if self._buffer is not None:
-            self._buffer.write(severity, prefix + text if prefix else text)
+
+    def _open(self) -> StageLogBuffer | None:
+        if self._opener is None:
+            return None
+        with _OPEN_LOCK:
+            if self._buffer is None and self._opener is not None:
+                self._buffer = self._opener()
+                self._opener = None
+        return self._buffer
 
     # -- logging.Handler ---------------------------------------------------------------
 
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Filter and emit without a handler lock (see ``__init__``); the buffer is thread-safe."""
+        rv = self.filter(record)
+        if rv:
+            self.emit(rv if isinstance(rv, logging.LogRecord) else record)
+        return bool(rv)
+
     def emit(self, record: logging.LogRecord) -> None:
         """Write a ``logging`` record to the stage log only (logging itself writes the process log)."""
-        if self._buffer is None or getattr(record, "pipeplug_stage_log", False):
+        if getattr(record, "pipeplug_stage_log", False):
+            return
+        buffer = self._buffer or self._open()
+        if buffer is None:
             return
         record.pipeplug_stage_log = True
         try:
@@ -584,33 +668,43 @@ class StageLog(logging.Handler):
             self.handleError(record)
             return
         if record.levelno >= logging.ERROR:
-            self._buffer.write(ERROR, text)
+            buffer.write(ERROR, text)
         elif record.levelno >= logging.WARNING:
-            self._buffer.write(INFO, "WARNING: " + text)
+            buffer.write(INFO, "WARNING: " + text)
         else:
-            self._buffer.write(INFO, text)
+            buffer.write(INFO, text)
 
-    def complete(self) -> asyncio.Future[None]:
+    def complete(self, *, empty_too: bool = False) -> asyncio.Future[None]:
         """Flush what is left and complete the stage log, exactly once; pipeplug calls it when the stage ends.
 
         Later lines reach the process log only. The future resolves when piped
         has the log, or when pipeplug gave up (``log_complete_timeout``); it never fails.
+        A log nothing was written to is not completed (the Go SDK does the
+        same) unless ``empty_too``: for a stage piped re-executes, whose earlier
+        process may have left lines waiting for completion.
         """
+        if empty_too:
+            self._open()
         if self._buffer is not None:
             return self._buffer.complete()
+        self._opener = None  # from now on, lines reach the process log only
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
+
+
+#: guards opening a stage's buffer at its first line, which may come from any thread
+_OPEN_LOCK = threading.Lock()
 
 
 class _Router(logging.Handler):
     """On the root logger: hands records emitted inside a stage to that stage's log."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        stage_log = current_stage_log.get()
-        if stage_log is None or record.name == "pipeplug" or record.name.startswith("pipeplug."):
+        stage = current_stage.get()
+        if stage is None or record.name == "pipeplug" or record.name.startswith("pipeplug."):
             return
-        stage_log.handle(record)
+        stage.log.handle(record)
 
 
 _router = _Router(logging.INFO)

@@ -11,7 +11,36 @@ import enum
 import typing as t
 
 import attrs
-import yaml
+
+
+class _Value:
+    """repr, == and hash of the value classes below, written once instead of compiled per class.
+
+    attrs generates and compiles these three methods for every class, which was
+    ~40% of this module's import time, paid by every plugin start. They behave as
+    attrs' would: repr shows the fields with ``repr=True``; == and hash use the
+    fields with ``eq=True``; values of different classes are never equal. Each
+    class below is ``@attrs.frozen(repr=False, eq=False)`` and subclasses this.
+    """
+
+    __slots__ = ()
+    __attrs_attrs__: t.ClassVar[t.Any]  # set by attrs on each subclass
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{a.name}={getattr(self, a.name)!r}" for a in attrs.fields(type(self)) if a.repr)
+        return f"{type(self).__qualname__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return _compared(self) == _compared(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self), *_compared(self)))
+
+
+def _compared(value: _Value) -> tuple[t.Any, ...]:
+    return tuple(getattr(value, a.name) for a in attrs.fields(type(value)) if a.eq)
 
 
 class StageStatus(enum.IntEnum):
@@ -71,8 +100,8 @@ class SyncStatus(enum.IntEnum):
     INVALID_CONFIG = 4
 
 
-@attrs.frozen
-class StageResult:
+@attrs.frozen(repr=False, eq=False)
+class StageResult(_Value):
     """A stage outcome with a message.
 
     Piped never shows the message in the web UI, so pipeplug also writes a
@@ -83,16 +112,16 @@ class StageResult:
     message: str = ""
 
 
-@attrs.frozen
-class Strategy:
+@attrs.frozen(repr=False, eq=False)
+class Strategy(_Value):
     """The answer of an ``@app.strategy`` handler when a summary is wanted."""
 
     strategy: SyncStrategy
     summary: str = ""
 
 
-@attrs.frozen
-class ArtifactVersion:
+@attrs.frozen(repr=False, eq=False)
+class ArtifactVersion(_Value):
     """One artifact a deployment ships, returned by ``@app.versions``."""
 
     version: str
@@ -101,8 +130,8 @@ class ArtifactVersion:
     kind: ArtifactKind = ArtifactKind.UNKNOWN
 
 
-@attrs.frozen
-class StageRequest:
+@attrs.frozen(repr=False, eq=False)
+class StageRequest(_Value):
     """One stage of ``spec.pipeline.stages`` that piped asks this plugin to plan."""
 
     name: str
@@ -112,8 +141,8 @@ class StageRequest:
     config: t.Any = attrs.field(factory=dict)
 
 
-@attrs.frozen
-class PlannedStage:
+@attrs.frozen(repr=False, eq=False)
+class PlannedStage(_Value):
     """A stage returned by ``@app.pipeline`` or ``@app.quick_sync``.
 
     ``index`` must be one of the requested indexes for pipeline stages; quick
@@ -129,8 +158,8 @@ class PlannedStage:
     authorized_operators: t.Sequence[str] = ()
 
 
-@attrs.frozen
-class DeployTarget:
+@attrs.frozen(repr=False, eq=False)
+class DeployTarget(_Value):
     """A deploy target of this plugin, from piped's ``spec.plugins[].deployTargets``."""
 
     name: str
@@ -139,8 +168,8 @@ class DeployTarget:
     config: t.Any = None
 
 
-@attrs.frozen
-class DeploymentSource:
+@attrs.frozen(repr=False, eq=False)
+class DeploymentSource(_Value):
     """A checkout of the application at one commit, prepared by piped on its host."""
 
     application_directory: str
@@ -152,14 +181,16 @@ class DeploymentSource:
 
     def load_app_config(self) -> dict[str, t.Any]:
         """Parse the app config YAML (``{}`` when empty)."""
+        import yaml  # only handlers that read the app config pay for the YAML parser
+
         data = yaml.safe_load(self.application_config or b"") or {}
         if not isinstance(data, dict):
             raise ValueError(f"{self.application_config_filename or 'app config'}: expected a mapping at the top level")
         return data
 
 
-@attrs.frozen
-class Resource:
+@attrs.frozen(repr=False, eq=False)
+class Resource(_Value):
     """One live resource reported by ``@app.livestate``."""
 
     id: str
@@ -175,8 +206,8 @@ class Resource:
     updated_at: int = 0
 
 
-@attrs.frozen
-class LiveState:
+@attrs.frozen(repr=False, eq=False)
+class LiveState(_Value):
     """The answer of ``@app.livestate``: resources plus the sync verdict."""
 
     resources: t.Sequence[Resource] = ()
@@ -185,8 +216,8 @@ class LiveState:
     reason: str = ""
 
 
-@attrs.frozen
-class PlanPreview:
+@attrs.frozen(repr=False, eq=False)
+class PlanPreview(_Value):
     """One result of ``@app.plan_preview``: what a deployment would change."""
 
     summary: str
@@ -197,8 +228,8 @@ class PlanPreview:
     diff_language: str = ""
 
 
-@attrs.frozen
-class Deployment:
+@attrs.frozen(repr=False, eq=False)
+class Deployment(_Value):
     """A read-only view of the deployment piped is planning or executing.
 
     ``proto`` keeps the whole ``model.Deployment`` message for anything not

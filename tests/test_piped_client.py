@@ -7,6 +7,7 @@ process started with piped's argv; the client itself is also checked directly.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
@@ -176,11 +177,13 @@ def test_options_come_from_the_environment_with_clear_errors() -> None:
         PipedOptions.from_env({"PIPEPLUG_COMMAND_POLL_INTERVAL": "0"})
 
 
-def test_context_parts_say_what_a_call_lacks() -> None:
+def test_context_parts_say_what_a_call_lacks(caplog: pytest.LogCaptureFixture) -> None:
     no_piped = Context(plugin_name="p", rpc="ExecuteStage", stage_id="s")
     with pytest.raises(RuntimeError, match=r"ctx.stage_metadata talks to piped, but this plugin runs without piped"):
         no_piped.stage_metadata  # noqa: B018
-    no_piped.log.info("still goes to the process log")  # ctx.log works without piped
+    with caplog.at_level(logging.INFO):
+        no_piped.log.info("still goes to the process log")  # ctx.log works without piped, lines keep their level
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.INFO, "ExecuteStage: still goes to the process log")]
 
     async def main() -> None:
         async with FakePiped() as fake:

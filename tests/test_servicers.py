@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import threading
 import time
+import typing as t
 
+import attrs
 import grpc
 import pytest
 import yaml
+
+import pipeplug
 
 from pipeplug._gen.model import common_pb2
 from pipeplug._gen.model import deployment_pb2 as model_pb
@@ -366,3 +371,54 @@ def test_result_message_reaches_the_stage_log(status, severity):
     assert run.status.name == status
     assert (severity, "enough") in run.logs
     assert run.log_completed
+
+
+# -- options reuse --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class FrozenOptions:
+    names: tuple[str, ...] = ()
+    pause: datetime.timedelta = datetime.timedelta(0)
+    mode: t.Literal["fast", "safe"] = "fast"
+
+
+@attrs.define
+class MutableOptions:
+    names: list[str] = attrs.Factory(list)
+
+
+@attrs.frozen
+class FrozenHoldingAList:
+    names: list[str] = attrs.Factory(list)
+
+
+def test_immutable_options_are_structured_once_per_config_and_others_every_call() -> None:
+    app = pipeplug.App("reuse")
+    seen: dict[str, list[t.Any]] = {"FROZEN": [], "MUTABLE": [], "FROZEN_LIST": []}
+
+    @app.stage("FROZEN")
+    def frozen(options: FrozenOptions) -> None:
+        seen["FROZEN"].append(options)
+
+    @app.stage("MUTABLE")
+    def mutable(options: MutableOptions) -> None:
+        options.names.append("changed by the handler")
+        seen["MUTABLE"].append(options)
+
+    @app.stage("FROZEN_LIST")
+    def frozen_list(options: FrozenHoldingAList) -> None:
+        seen["FROZEN_LIST"].append(options)
+
+    with app.test_client() as client:
+        for name in ("FROZEN", "FROZEN", "MUTABLE", "MUTABLE", "FROZEN_LIST", "FROZEN_LIST"):
+            assert client.execute_stage(name, {"names": ["a"]}).status == pipeplug.StageStatus.SUCCESS
+        assert client.execute_stage("FROZEN", {"names": ["b"], "pause": "1s"}).status == pipeplug.StageStatus.SUCCESS
+        bad = client.execute_stage("FROZEN", {"names": ["a"], "mode": "reckless"})
+    first, again, other = seen["FROZEN"]
+    assert first is again and first == FrozenOptions(names=("a",))
+    assert other == FrozenOptions(names=("b",), pause=datetime.timedelta(seconds=1))
+    # a handler may change a mutable options object: every call gets its own
+    assert [m.names for m in seen["MUTABLE"]] == [["a", "changed by the handler"]] * 2
+    assert seen["FROZEN_LIST"][0] is not seen["FROZEN_LIST"][1]
+    assert bad.status == pipeplug.StageStatus.FAILURE and "with.mode" in bad.message
