@@ -353,7 +353,7 @@ class Context:
                     opener = functools.partial(self._stage_logs.open, self.deployment_id, self.stage_id)
             else:
                 label = self.stage_name or self.rpc
-            made = StageLog(None, label=label, extra=self._log_ids(), opener=opener)
+            made = StageLog(label=label, extra=self._log_ids(), opener=opener)
             with _LAZY_LOCK:  # a sync handler's thread and the loop may both get here first
                 if self._log is None:
                     self._log = made

@@ -573,7 +573,6 @@ class StageLog(logging.Handler):
 
     def __init__(
         self,
-        buffer: StageLogBuffer | None,
         *,
         label: str,
         extra: t.Mapping[str, t.Any] | None = None,
@@ -588,8 +587,9 @@ class StageLog(logging.Handler):
         self.formatter = None
         self._closed = False
         self.lock = None  # type: ignore[assignment]
-        self._buffer = buffer
-        #: opens the buffer at the first line, so a stage that logs nothing costs piped no call
+        #: the stage's lines on their way to piped; opened by ``opener`` at the first line, so a
+        #: stage that logs nothing costs piped no call. No opener: the process log only.
+        self._buffer: StageLogBuffer | None = None
         self._opener = opener
         self._label = label
         self._extra = {**(extra or {}), "pipeplug_stage_log": True}
