@@ -274,14 +274,13 @@ def cold_start(runs: int) -> dict[str, t.Any]:
 #: generated code for every proto a pipeplug plugin server loads (the raw servicer needs generated code as well).
 IMPORT_BASELINE = (
     "grpc", "grpc.aio", "google.protobuf.message",
-    "pipeplug._gen.plugin.deployment_pb2_grpc", "pipeplug._gen.plugin.livestate_pb2_grpc",
-    "pipeplug._gen.plugin.planpreview_pb2_grpc", "pipeplug._gen.piped.service_pb2_grpc",
-    "pipeplug._gen.model.application_pb2", "pipeplug._gen.model.application_live_state_pb2",
+    "pipeplug._gen.plugin.deployment_pb2_grpc", "pipeplug._gen.piped.service_pb2_grpc",
     "pipeplug._gen.model.command_pb2", "pipeplug._gen.model.logblock_pb2",
 )  # fmt: skip
 
-#: Timed: what a plugin (bench/wait_app.py) loads from pipeplug before it answers piped. ``App`` and
-#: ``main()`` load the CLI, the CLI the server; the server's start() loads the health service.
+#: Timed: what a plugin (bench/wait_app.py) loads from pipeplug before it answers piped. ``App``, then
+#: ``main()`` loads pipeplug.start (piped's argv needs no click), which loads the server; the
+#: server's start() loads the health service.
 #: import_time() checks this list against a real start and reports what it missed.
 IMPORT_MARK = "-- timed imports --"
 IMPORT_PROBE = f"""
@@ -292,7 +291,7 @@ print("{IMPORT_MARK}", file=sys.stderr, flush=True)  # for -X importtime: the ti
 started = time.perf_counter()
 import pipeplug
 pipeplug.App
-import pipeplug.cli, pipeplug.server
+import pipeplug.start
 import grpc_health.v1.health
 print((time.perf_counter() - started) * 1000)
 """
@@ -325,33 +324,49 @@ def import_time(runs: int) -> dict[str, t.Any]:
     A fresh interpreter first loads IMPORT_BASELINE; then the clock runs while
     IMPORT_PROBE loads what a plugin loads from pipeplug to start (bytecode
     compiled, as installed). ``details.import_probe_missed`` lists modules a real
-    start of bench/wait_app.py loads that neither the probe nor the raw servicer
-    load: it should be empty. ``details.import_ms_attrs_preloaded`` is the same
-    probe with attrs already loaded, as it is in a plugin whose config classes use it.
+    start of bench/wait_app.py loads that neither the probe, the raw servicer nor
+    wait_app's own ``import attrs`` (its options classes) load: it should be empty.
     """
     compile_bytecode()
-    preloaded = IMPORT_PROBE.replace("started = ", "import attrs\nstarted = ")
-    samples: dict[str, list[float]] = {"probe": [], "attrs_preloaded": []}
-    for i in range(runs):
-        for kind in ("probe", "attrs_preloaded") if i % 2 == 0 else ("attrs_preloaded", "probe"):
-            code = IMPORT_PROBE if kind == "probe" else preloaded
-            samples[kind].append(float(subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout))
+    samples = [float(subprocess.run([PY, "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stdout) for _ in range(runs)]
     trace = subprocess.run([PY, "-X", "importtime", "-c", IMPORT_PROBE], capture_output=True, text=True, cwd=ROOT, check=True).stderr
     lines = trace.splitlines()
     timed = [line for line in lines[lines.index(IMPORT_MARK) :] if line.startswith("import time:") and line.split("|")[0].split(":")[1].strip().isdigit()]
     heaviest = sorted(((int(line.split("|")[0].split(":")[1]), line.split("|")[2].strip()) for line in timed), reverse=True)[:8]
-    covered = set(_imported(trace)) | set(_start_trace("raw"))
+    attrs_trace = subprocess.run([PY, "-X", "importtime", "-c", "import attrs"], capture_output=True, text=True, check=True).stderr
+    covered = set(_imported(trace)) | set(_start_trace("raw")) | set(_imported(attrs_trace))
     missed = [name for name in _start_trace("pipeplug") if name not in covered]
-    note(f"import: {median(samples['probe']):.1f}ms, {median(samples['attrs_preloaded']):.1f}ms with attrs loaded" + (f"; the probe missed {missed}" if missed else ""))
+    note(f"import: {median(samples):.1f}ms" + (f"; the probe missed {missed}" if missed else ""))
     return {
-        "import_ms": median(samples["probe"]),
+        "import_ms": median(samples),
         "details": {
-            "import_ms_attrs_preloaded": median(samples["attrs_preloaded"]),
             "import_samples_ms": samples,
             "heaviest_imports_self_us": {name: us for us, name in heaviest},
             "import_probe_missed": missed,
         },
     }
+
+
+@contextlib.contextmanager
+def on_client_core() -> t.Iterator[None]:
+    """Move this process's threads to the client core for a while (threads started meanwhile follow).
+
+    For the sections that run FakePiped in this process: its threads must not take the
+    plugin's core, or they would be measured as the plugin's stalls.
+    """
+    if CLIENT_CORE is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread may have ended meanwhile
+            os.sched_setaffinity(int(tid), {CLIENT_CORE})
+    try:
+        yield
+    finally:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), before)
 
 
 def log_throughput(lines: int) -> dict[str, t.Any]:
@@ -360,7 +375,7 @@ def log_throughput(lines: int) -> dict[str, t.Any]:
 
     from bench.loadgen import execute_request
 
-    with FakePiped() as fake:
+    with on_client_core(), FakePiped() as fake:
         server = Plugin("pipeplug", fake.address)
         try:
             with grpc.insecure_channel(server.address) as channel:

@@ -14,13 +14,13 @@ from .configs import make_converter
 from .handlers import Handler
 from .handlers import RegistrationError
 from .handlers import analyse
-from .types import PlannedStage
-from .types import StageRequest
 
 if t.TYPE_CHECKING:
     import cattrs
 
     from .testing import TestClient
+    from .types import PlannedStage
+    from .types import StageRequest
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
@@ -175,6 +175,8 @@ class App:
         Call it from your own ``@app.pipeline`` handler to keep what each stage's
         ``plan=`` adds: ``return [app.plan_stage(s) for s in stages]``.
         """
+        from .types import PlannedStage  # not at the top: a plugin starts without the value classes
+
         spec = self.stages.get(stage.name)
         if spec is None or spec.plan is None:
             return PlannedStage(name=stage.name, index=stage.index, desc=stage.desc)
@@ -252,13 +254,15 @@ class App:
     # -- running ----------------------------------------------------------
 
     def main(self, argv: t.Sequence[str] | None = None) -> None:
-        """Run the plugin command line, as piped starts a plugin binary.
+        """Run the plugin command line, as piped starts a plugin binary; exits when done.
 
         ``python my_plugin.py start --piped-plugin-service localhost:9087 --config '<json>'``
         """
-        from .cli import plugin_command
+        import sys
 
-        plugin_command(self).main(args=list(argv) if argv is not None else None, prog_name=self.name)
+        from .start import main
+
+        main(self, sys.argv[1:] if argv is None else argv)
 
     def test_client(self, **options: t.Any) -> TestClient:
         """A :class:`~pipeplug.testing.TestClient` serving this app in-process, wired to a FakePiped.

@@ -1,61 +1,26 @@
-"""Command lines: ``pipeplug run`` for people, ``<plugin> start`` for piped."""
+"""Command lines: ``pipeplug run`` for people, ``<plugin> start`` for piped (see :mod:`pipeplug.start`)."""
 
 from __future__ import annotations
 
-import json
-import logging
+import contextlib
 import os
 import sys
 import typing as t
 
 import click
 
-from .configs import ConfigError
 from .configs import parse_duration
 from .logconfig import ENCODINGS
 from .logconfig import LEVELS
 from .logconfig import configure_logging
-from .logconfig import set_plugin_name
 from .server import LOOPBACK_HOSTS
 from .server import StartupError
-from .server import TLSFiles
-from .server import run as run_server
-from .settings import parse_settings
+from .start import DEFAULTS
+from .start import serve
+from .start import start as start_plugin
 
 if t.TYPE_CHECKING:
     from .app import App
-
-log = logging.getLogger("pipeplug")
-
-
-def setup_logging(level: str = "info", encoding: str = "console") -> None:
-    configure_logging(level, encoding)
-
-
-def _serve(
-    app: App,
-    raw_config: t.Any,
-    *,
-    hosts: t.Sequence[str],
-    port: int | None,
-    grace_period: float,
-    source: str,
-    piped_address: str | None = None,
-    server_options: t.Mapping[str, t.Any] | None = None,
-) -> None:
-    try:
-        data = dict(raw_config)
-        if port is not None:
-            data["port"] = port
-        settings = parse_settings(app, data)
-    except ConfigError as exc:
-        lines = "\n".join(f"  - {problem}" for problem in exc.problems)
-        raise click.ClickException(f"the plugin config from {source} does not fit plugin {app.name!r}:\n{lines}") from None
-    set_plugin_name(settings.name)
-    try:
-        run_server(app, settings, hosts=hosts, grace_period=grace_period, piped_address=piped_address, **(server_options or {}))
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 class _Duration(click.ParamType):
@@ -81,45 +46,20 @@ def plugin_command(app: App) -> click.Group:
     @group.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     @click.option("--piped-plugin-service", required=True, help="piped's PluginService address, e.g. localhost:9087")
     @click.option("--config", "config_json", required=True, help="the plugin's spec.plugins[] entry, as JSON")
-    @click.option("--grace-period", type=DURATION, default="30s", show_default=True, help="time in-flight calls get on SIGTERM")
-    @click.option("--tls", is_flag=True, help="serve TLS (piped itself always dials plaintext)")
-    @click.option("--cert-file", default="", help="TLS certificate file")
-    @click.option("--key-file", default="", help="TLS key file")
-    @click.option("--enable-grpc-reflection", is_flag=True, help="serve gRPC reflection")
-    @click.option("--log-level", type=click.Choice(list(LEVELS), case_sensitive=False), default="info", show_default=True)
-    @click.option("--log-encoding", type=click.Choice(ENCODINGS, case_sensitive=False), default="console", show_default=True)
-    @click.option("--admin-port", type=click.IntRange(0, 65535), default=None, help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
-    @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=None, help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
+    @click.option("--grace-period", type=DURATION, default=DEFAULTS["grace_period"], show_default=True, help="time in-flight calls get on SIGTERM")
+    @click.option("--tls", is_flag=True, default=DEFAULTS["tls"], help="serve TLS (piped itself always dials plaintext)")
+    @click.option("--cert-file", default=DEFAULTS["cert_file"], help="TLS certificate file")
+    @click.option("--key-file", default=DEFAULTS["key_file"], help="TLS key file")
+    @click.option("--enable-grpc-reflection", is_flag=True, default=DEFAULTS["enable_grpc_reflection"], help="serve gRPC reflection")
+    @click.option("--log-level", type=click.Choice(list(LEVELS), case_sensitive=False), default=DEFAULTS["log_level"], show_default=True)
+    @click.option("--log-encoding", type=click.Choice(ENCODINGS, case_sensitive=False), default=DEFAULTS["log_encoding"], show_default=True)
+    @click.option("--admin-port", type=click.IntRange(0, 65535), default=DEFAULTS["admin_port"], help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
+    @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=DEFAULTS["maximum_concurrent_rpcs"], help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
     @click.pass_context
-    def start(ctx: click.Context, piped_plugin_service: str, config_json: str, grace_period: float, **flags: t.Any) -> None:
+    def start(ctx: click.Context, **flags: t.Any) -> None:
         """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
-        setup_logging(flags["log_level"], flags["log_encoding"])
-        if ctx.args:
-            log.warning("ignoring flags pipeplug does not know: %s", " ".join(ctx.args))
-        try:
-            raw = json.loads(config_json)
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"--config is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        if not isinstance(raw, dict):
-            raise click.ClickException(f"--config must be a JSON object, got {type(raw).__name__}")
-        if not flags["tls"] and (flags["cert_file"] or flags["key_file"]):
-            raise click.ClickException("--cert-file and --key-file take effect only with --tls")
-        options = {
-            "tls": TLSFiles(flags["cert_file"], flags["key_file"]) if flags["tls"] else None,
-            "enable_reflection": flags["enable_grpc_reflection"],
-            "admin_port": flags["admin_port"],
-            "maximum_concurrent_rpcs": flags["maximum_concurrent_rpcs"],
-        }
-        _serve(
-            app,
-            raw,
-            hosts=LOOPBACK_HOSTS,
-            port=None,
-            grace_period=grace_period,
-            source="--config",
-            piped_address=piped_plugin_service,
-            server_options=options,
-        )
+        with _reported():
+            start_plugin(app, **flags, ignored=ctx.args)
 
     @group.command()
     def version() -> None:
@@ -129,6 +69,15 @@ def plugin_command(app: App) -> click.Group:
         click.echo(f"{app.name} (pipeplug {__version__})")
 
     return group
+
+
+@contextlib.contextmanager
+def _reported() -> t.Iterator[None]:
+    """A start-up problem becomes click's usage error: one line on stderr, exit status 1."""
+    try:
+        yield
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 class _MainGroup(click.Group):
@@ -165,7 +114,7 @@ def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str 
 
     from .loading import load_app
 
-    setup_logging(log_level)
+    configure_logging(log_level)
     app = load_app(target)
     raw: dict[str, t.Any] = {"name": app.name, "port": 7001}
     if config_file:
@@ -177,7 +126,8 @@ def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str 
         if not isinstance(loaded, dict):
             raise click.ClickException(f"{config_file}: expected a mapping like piped's spec.plugins[] entry")
         raw.update(loaded)
-    _serve(app, raw, hosts=hosts or LOOPBACK_HOSTS, port=port, grace_period=grace_period, source=config_file or "defaults")
+    with _reported():
+        serve(app, raw, hosts=hosts or LOOPBACK_HOSTS, port=port, grace_period=grace_period, source=config_file or "defaults")
 
 
 @main.command()

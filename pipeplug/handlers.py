@@ -11,6 +11,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import types
 import typing as t
 from concurrent.futures import Executor
 
@@ -121,14 +122,26 @@ def analyse(func: t.Callable[..., t.Any], hook: str, *, label: str) -> Handler:
         params.append(param.name)
     options_type = None
     if "options" in params:
-        options_type = _hints(func, label).get("options")
+        options_type = _options_type(func, signature.parameters["options"].annotation, label)
     unwrapped = inspect.unwrap(func)
     is_async = inspect.iscoroutinefunction(unwrapped) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
     return Handler(func=func, hook=hook, params=tuple(params), is_async=is_async, options_type=options_type)
 
 
-def _hints(func: t.Callable[..., t.Any], label: str) -> dict[str, t.Any]:
+def _options_type(func: t.Callable[..., t.Any], annotation: t.Any, label: str) -> t.Any:
+    """The class ``options`` is annotated with (None without one), resolved as typing.get_type_hints would.
+
+    Only this annotation is evaluated: the others (``ctx: pipeplug.Context``, the
+    return type) would import, at registration, modules a plugin needs only later.
+    """
+    if annotation is inspect.Parameter.empty:
+        return None
+    target = inspect.unwrap(func)
+    namespace = getattr(target, "__globals__", None) or getattr(getattr(target, "__call__", None), "__globals__", {})
     try:
-        return t.get_type_hints(func)
+        return t.get_type_hints(types.SimpleNamespace(__annotations__={"options": annotation}), globalns=namespace)["options"]
     except Exception as exc:  # noqa: BLE001 - forward references can fail in many ways
-        raise RegistrationError(f"{label}: cannot resolve the type annotations of {func.__qualname__}(): {exc}") from None
+        raise RegistrationError(
+            f"{label}: cannot resolve the annotation of options in {func.__qualname__}(): {exc}; "
+            "the class must be importable from the handler's module (not defined inside a function)"
+        ) from None

@@ -17,8 +17,6 @@ import logging
 import sys
 import typing as t
 
-import attrs
-
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
 #: "humanize" is the Go SDK's default name for the human-readable encoding
 ENCODINGS = ("console", "json", "humanize")
@@ -44,6 +42,8 @@ def secret(**kwargs: t.Any) -> t.Any:
     ``token: str = pipeplug.secret()``, or ``pipeplug.secret(default="")``.
     Takes the keyword arguments of :func:`attrs.field`.
     """
+    import attrs  # loaded already: secret() is called inside an attrs class
+
     metadata = {**kwargs.pop("metadata", {}), "secret": True}
     kwargs.setdefault("repr", _mask)
     return attrs.field(metadata=metadata, **kwargs)
@@ -54,8 +54,9 @@ def secret_values(value: t.Any, _depth: int = 0) -> list[str]:
     if _depth > 20:
         return []
     found: list[str] = []
-    if attrs.has(type(value)):
-        for field in attrs.fields(type(value)):
+    fields = getattr(type(value), "__attrs_attrs__", None)  # an attrs instance; attrs itself need not be loaded
+    if fields is not None:
+        for field in fields:
             item = getattr(value, field.name, None)
             if field.metadata.get("secret"):
                 found.extend(_strings(item))

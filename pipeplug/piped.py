@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 import typing as t
 
-import attrs
 import grpc
 
 from ._gen.model import command_pb2 as command_pb
-from ._gen.model import logblock_pb2 as logblock_pb
 from ._gen.piped import service_pb2 as svc_pb
 from ._gen.piped import service_pb2_grpc as svc_grpc
 
@@ -51,8 +49,7 @@ class PipedError(Exception):
         return self.code in RETRYABLE_CODES
 
 
-@attrs.frozen
-class PipedOptions:
+class PipedOptions(t.NamedTuple):
     """How hard pipeplug talks to piped. The defaults match the Go SDK; tests shorten them.
 
     Each field can be set from the environment as ``PIPEPLUG_<FIELD>`` (upper
@@ -82,19 +79,31 @@ class PipedOptions:
         """Defaults overridden by ``PIPEPLUG_<FIELD>`` variables; a bad value raises ValueError naming it."""
         env = os.environ if environ is None else environ
         values: dict[str, t.Any] = {}
-        for field in attrs.fields(cls):
-            name = f"PIPEPLUG_{field.name.upper()}"
+        for field, default in cls._field_defaults.items():
+            name = f"PIPEPLUG_{field.upper()}"
             if name not in env:
                 continue
-            whole = field.type in (int, "int")
+            whole = isinstance(default, int)
             try:
                 value = int(env[name]) if whole else float(env[name])
             except ValueError:
                 raise ValueError(f"{name}={env[name]!r}: expected {'a whole number' if whole else 'a number of seconds'}") from None
             if value <= 0:
                 raise ValueError(f"{name}={env[name]!r}: must be greater than 0")
-            values[field.name] = value
+            values[field] = value
         return cls(**values)
+
+
+#: a stage log line as pipeplug buffers it: (index, text, severity, created_at)
+LogLine = tuple[int, str, int, int]
+
+
+def _add_blocks(blocks: t.Any, lines: t.Iterable[LogLine]) -> None:
+    """Fill a request's repeated LogBlock field in place: no Python object per line outlives the call,
+    so a large request in flight gives the garbage collector nothing to walk."""
+    add = blocks.add
+    for index, text, severity, created_at in lines:
+        add(index=index, log=text, severity=severity, created_at=created_at)
 
 
 def _require(rpc: str, **fields: str) -> None:
@@ -146,18 +155,16 @@ class PipedClient:
 
     # -- stage logs ------------------------------------------------------------
 
-    async def report_stage_logs(self, deployment_id: str, stage_id: str, blocks: t.Sequence[logblock_pb.LogBlock]) -> None:
+    async def report_stage_logs(self, deployment_id: str, stage_id: str, lines: t.Iterable[LogLine]) -> None:
         _require("ReportStageLogs", deployment_id=deployment_id, stage_id=stage_id)
-        request = svc_pb.ReportStageLogsRequest(deployment_id=deployment_id, stage_id=stage_id, retried_count=0, blocks=blocks)
+        request = svc_pb.ReportStageLogsRequest(deployment_id=deployment_id, stage_id=stage_id, retried_count=0)
+        _add_blocks(request.blocks, lines)
         await self._call("ReportStageLogs", request)
 
-    async def report_stage_logs_from_last_checkpoint(
-        self, deployment_id: str, stage_id: str, blocks: t.Sequence[logblock_pb.LogBlock], *, completed: bool
-    ) -> None:
+    async def report_stage_logs_from_last_checkpoint(self, deployment_id: str, stage_id: str, lines: t.Iterable[LogLine], *, completed: bool) -> None:
         _require("ReportStageLogsFromLastCheckpoint", deployment_id=deployment_id, stage_id=stage_id)
-        request = svc_pb.ReportStageLogsFromLastCheckpointRequest(
-            deployment_id=deployment_id, stage_id=stage_id, retried_count=0, blocks=blocks, completed=completed
-        )
+        request = svc_pb.ReportStageLogsFromLastCheckpointRequest(deployment_id=deployment_id, stage_id=stage_id, retried_count=0, completed=completed)
+        _add_blocks(request.blocks, lines)
         await self._call("ReportStageLogsFromLastCheckpoint", request)
 
     # -- metadata --------------------------------------------------------------

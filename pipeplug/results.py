@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from .types import StageResult
-from .types import StageStatus
+from .enums import StageStatus
 
 
 def normalise_stage_result(result: t.Any, label: str) -> tuple[StageStatus, str]:
@@ -16,6 +15,8 @@ def normalise_stage_result(result: t.Any, label: str) -> tuple[StageStatus, str]
     """
     if result is None:
         return StageStatus.SUCCESS, ""
+    from .types import StageResult  # not at the top: a plugin starts without the value classes
+
     if isinstance(result, StageResult):
         return _status(result.status, label), result.message
     if isinstance(result, StageStatus):

@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
@@ -28,6 +27,8 @@ from .servicers import add_servicers
 from .stagelog import StageLogFlusher
 
 if t.TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .admin import AdminServer
     from .app import App
     from .settings import PluginSettings
@@ -127,7 +128,8 @@ class PluginServer:
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.admin_port = admin_port
         self.watch_parent = piped_address is not None if watch_parent is None else watch_parent
-        self.executor = ThreadPoolExecutor(max_workers=sync_workers, thread_name_prefix="pipeplug-sync")
+        #: the bounded pool sync handlers run in; an app of async handlers only has none (nor loads the module)
+        self.executor = _sync_pool(app, sync_workers)
         self.dispatcher = Dispatcher(app, settings, self.executor)
         #: the client of piped's PluginService, connected by start() when piped_address is given
         self.piped: PipedClient | None = None
@@ -259,7 +261,8 @@ class PluginServer:
             await self.admin.stop()
         if self._watcher is not None and self._watcher is not asyncio.current_task():
             self._watcher.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
         if self._stopped is not None:
             self._stopped.set()
 
@@ -310,6 +313,15 @@ async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.A
         await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def _sync_pool(app: App, workers: int) -> Executor | None:
+    handlers = [*(spec.handler for spec in app.stages.values()), *app.hooks.values(), *app.startup_hooks]
+    if all(handler.is_async for handler in handlers):
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeplug-sync")
 
 
 def _launcher_pid() -> int:

@@ -24,26 +24,19 @@ import grpc
 from ._gen.model import deployment_pb2 as model_pb
 from ._gen.plugin import deployment_pb2 as deploy_pb
 from ._gen.plugin import deployment_pb2_grpc as deploy_grpc
-from ._gen.plugin import livestate_pb2 as live_pb
-from ._gen.plugin import livestate_pb2_grpc as live_grpc
-from ._gen.plugin import planpreview_pb2 as preview_pb
-from ._gen.plugin import planpreview_pb2_grpc as preview_grpc
 from . import wire
 from .configs import ConfigError
 from .configs import structure
 from .context import Context
+from .enums import StageStatus
+from .enums import SyncStrategy
 from .handlers import Handler
 from .results import normalise_stage_result
 from .stagelog import current_stage
 from .stagelog import route_logging
-from .types import ArtifactVersion
-from .types import LiveState
-from .types import PlannedStage
-from .types import PlanPreview
-from .types import StageRequest
-from .types import StageStatus
-from .types import Strategy
-from .types import SyncStrategy
+
+# The value classes (pipeplug.types) are imported by the methods that use them, so that
+# starting a plugin loads neither them nor attrs.
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -51,6 +44,8 @@ if t.TYPE_CHECKING:
     from .piped import PipedClient
     from .stagelog import StageLogFlusher
     from .settings import PluginSettings
+    from .types import PlannedStage
+    from .types import StageRequest
 
 log = logging.getLogger("pipeplug")
 #: where ctx.logger writes; checked before building a stage's "finished" line
@@ -203,7 +198,8 @@ class Dispatcher:
             raw = {}
         cls = spec.handler.options_type
         try:
-            value = raw if cls is None or cls is t.Any else self.app.converter.structure(raw, cls)
+            plain = cls is None or cls is t.Any or (cls is dict and isinstance(raw, dict))  # as decoded: no converter (nor cattrs) needed
+            value = raw if plain else self.app.converter.structure(raw, cls)
         except Exception:  # noqa: BLE001 - structure again for an error that names each bad field
             try:
                 value = structure(self.app.converter, raw, cls, path="with")
@@ -321,9 +317,9 @@ def _immutable(cls: t.Any, depth: int = 0) -> bool:
         return all(isinstance(arg, _IMMUTABLE_TYPES) for arg in args)
     if origin in (t.Union, types.UnionType, tuple, frozenset):
         return bool(args) and all(arg is Ellipsis or _immutable(arg, depth + 1) for arg in args)
-    import attrs
+    if isinstance(cls, type) and hasattr(cls, "__attrs_attrs__"):  # an attrs class, so attrs is loaded
+        import attrs
 
-    if isinstance(cls, type) and attrs.has(cls):
         props = getattr(cls, "__attrs_props__", None)  # attrs >= 25.4
         frozen = props.is_frozen if props is not None else getattr(cls.__setattr__, "__name__", "") == "_frozen_setattrs"
         if not frozen:
@@ -346,7 +342,8 @@ async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str
     return getattr(message, field)
 
 
-def _expect_list(value: t.Any, item: type, label: str) -> list[t.Any]:
+def expect_list(value: t.Any, item: type, label: str) -> list[t.Any]:
+    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back."""
     if value is None:
         return []
     if isinstance(value, item) or not isinstance(value, (list, tuple)):
@@ -368,6 +365,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         return deploy_pb.FetchDefinedStagesResponse(stages=self.app.defined_stages())
 
     async def DetermineVersions(self, request: t.Any, context: t.Any) -> t.Any:
+        from .types import ArtifactVersion
+
         inp = await _require(context, request, "input", "DetermineVersionsRequest.input")
         deployment = await _require(context, inp, "deployment", "DetermineVersionsRequest.input.deployment")
         handler = self.app.hooks.get("versions")
@@ -375,7 +374,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             return deploy_pb.DetermineVersionsResponse()
         values = self._plan_values("DetermineVersions", inp, deployment)
         result = await self.d.call_hook(context, handler, values)
-        versions = await _checked(context, lambda: _expect_list(result, ArtifactVersion, f"@app.versions handler {handler.qualname}()"))
+        versions = await checked(context, lambda: expect_list(result, ArtifactVersion, f"@app.versions handler {handler.qualname}()"))
         return deploy_pb.DetermineVersionsResponse(versions=[wire.version_to_pb(v) for v in versions])
 
     async def DetermineStrategy(self, request: t.Any, context: t.Any) -> t.Any:
@@ -389,6 +388,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         result = await self.d.call_hook(context, handler, values)
         if result is None:
             return deploy_pb.DetermineStrategyResponse(unsupported=True)
+        from .types import Strategy
+
         if isinstance(result, SyncStrategy):
             result = Strategy(result)
         if not isinstance(result, Strategy) or result.strategy not in (SyncStrategy.QUICK_SYNC, SyncStrategy.PIPELINE):
@@ -404,6 +405,9 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         return Values(self.d, ctx, sources=(inp, "target_deployment_source", "running_deployment_source"), target_names=deployment)
 
     async def BuildPipelineSyncStages(self, request: t.Any, context: t.Any) -> t.Any:
+        from .types import PlannedStage
+        from .types import StageRequest
+
         requested = []
         for i, stage in enumerate(request.stages):
             try:
@@ -413,19 +417,21 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             requested.append(StageRequest(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
         handler = self.app.hooks.get("pipeline")
         if handler is None:
-            planned = await _checked(context, lambda: self._default_pipeline(requested, request.rollback))
+            planned = await checked(context, lambda: self._default_pipeline(requested, request.rollback))
         else:
             ctx = self.d.context("BuildPipelineSyncStages")
             values = Values(self.d, ctx, extra={"stages": requested, "rollback": request.rollback})
             result = await self.d.call_hook(context, handler, values)
             label = f"@app.pipeline handler {handler.qualname}()"
-            planned = await _checked(context, lambda: _expect_list(result, PlannedStage, label))
-            await _checked(context, lambda: self._check_planned(planned, requested, label))
+            planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
+            await checked(context, lambda: self._check_planned(planned, requested, label))
         desc = {s.index: s.desc for s in requested}
         now = int(time.time())
         return deploy_pb.BuildPipelineSyncStagesResponse(stages=[wire.stage_to_pb(s, desc=desc.get(s.index, ""), now=now) for s in planned])
 
     def _default_pipeline(self, requested: list[StageRequest], rollback: bool) -> list[PlannedStage]:
+        from .types import PlannedStage
+
         try:
             planned = [self.app.plan_stage(s) for s in requested]
         except Exception as exc:  # noqa: BLE001 - user code in a stage's plan= must not take the server down
@@ -454,6 +460,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             seen[stage.rollback].add(stage.index)
 
     async def BuildQuickSyncStages(self, request: t.Any, context: t.Any) -> t.Any:
+        from .types import PlannedStage
+
         handler = self.app.hooks.get("quick_sync")
         if handler is None:
             specs = [s for s in self.app.stages.values() if s.quick_sync]
@@ -464,7 +472,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             ctx = self.d.context("BuildQuickSyncStages")
             result = await self.d.call_hook(context, handler, Values(self.d, ctx, extra={"rollback": request.rollback}))
             label = f"@app.quick_sync handler {handler.qualname}()"
-            planned = await _checked(context, lambda: _expect_list(result, PlannedStage, label))
+            planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             unknown = [s.name for s in planned if s.name not in self.app.stages]
             if unknown:
                 await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define")
@@ -516,40 +524,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         return deploy_pb.ExecuteStageResponse(status=int(status), message=message)
 
 
-class LivestateServicer(live_grpc.LivestateServiceServicer):
-    """``LivestateService``, served only when ``@app.livestate`` is registered."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.d = dispatcher
-
-    async def GetLivestate(self, request: t.Any, context: t.Any) -> t.Any:
-        handler = self.d.app.hooks["livestate"]
-        ctx = self.d.context("GetLivestate", application_id=request.application_id, application_name=request.application_name)
-        values = Values(self.d, ctx, sources=(request, "deploy_source", ""), target_names=request.deploy_targets)
-        result = await self.d.call_hook(context, handler, values)
-        if not isinstance(result, LiveState):
-            await context.abort(grpc.StatusCode.INTERNAL, f"@app.livestate handler {handler.qualname}() returned {result!r}; expected a LiveState")
-        live, sync = wire.livestate_to_pb(result, plugin_name=self.d.settings.name)
-        return live_pb.GetLivestateResponse(application_live_state=live, sync_state=sync)
-
-
-class PlanPreviewServicer(preview_grpc.PlanPreviewServiceServicer):
-    """``PlanPreviewService``, served only when ``@app.plan_preview`` is registered."""
-
-    def __init__(self, dispatcher: Dispatcher) -> None:
-        self.d = dispatcher
-
-    async def GetPlanPreview(self, request: t.Any, context: t.Any) -> t.Any:
-        handler = self.d.app.hooks["plan_preview"]
-        ctx = self.d.context("GetPlanPreview", application_id=request.application_id, application_name=request.application_name)
-        values = Values(self.d, ctx, sources=(request, "target_deployment_source", "running_deployment_source"), target_names=request.deploy_targets)
-        result = await self.d.call_hook(context, handler, values)
-        label = f"@app.plan_preview handler {handler.qualname}()"
-        results = await _checked(context, lambda: _expect_list(result, PlanPreview, label))
-        return preview_pb.GetPlanPreviewResponse(results=[wire.preview_to_pb(r) for r in results])
-
-
-async def _checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:
+async def checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:
+    """``check()``'s value; a HandlerResultError it raises ends the call with INTERNAL and its message."""
     try:
         return check()
     except HandlerResultError as exc:
@@ -561,10 +537,8 @@ def add_servicers(server: grpc.aio.Server, dispatcher: Dispatcher) -> list[str]:
     """Register the services the app implements; return their full names."""
     names = [deploy_pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name]
     deploy_grpc.add_DeploymentServiceServicer_to_server(DeploymentServicer(dispatcher), server)
-    if "livestate" in dispatcher.app.hooks:
-        live_grpc.add_LivestateServiceServicer_to_server(LivestateServicer(dispatcher), server)
-        names.append(live_pb.DESCRIPTOR.services_by_name["LivestateService"].full_name)
-    if "plan_preview" in dispatcher.app.hooks:
-        preview_grpc.add_PlanPreviewServiceServicer_to_server(PlanPreviewServicer(dispatcher), server)
-        names.append(preview_pb.DESCRIPTOR.services_by_name["PlanPreviewService"].full_name)
+    if "livestate" in dispatcher.app.hooks or "plan_preview" in dispatcher.app.hooks:
+        from .optional_services import add_optional_servicers
+
+        names += add_optional_servicers(server, dispatcher)
     return names

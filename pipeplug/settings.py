@@ -13,10 +13,10 @@ import typing as t
 
 from .configs import ConfigError
 from .configs import structure
-from .types import DeployTarget
 
 if t.TYPE_CHECKING:
     from .app import App
+    from .types import DeployTarget
 
 
 class PluginSettings:
@@ -96,6 +96,8 @@ def parse_settings(app: App, raw: str | bytes | t.Mapping[str, t.Any], *, requir
             problems.extend(exc.problems)
             continue
         labels = entry.get("labels") or {}
+        from .types import DeployTarget  # not at the top: a plugin without targets never loads it
+
         targets[entry["name"]] = DeployTarget(name=entry["name"], labels=dict(labels), config=target_config)
 
     if problems:

@@ -24,7 +24,7 @@ Piped's rules (contract §5.2) and how they are kept:
   Go SDK), unless piped re-executes it: then its log is completed anyway.
 
 Writing never touches the network: :meth:`StageLogBuffer.write` appends to a
-deque under a lock (safe from sync handlers' threads) and returns. One
+flat buffer (:class:`_Lines`) under a lock (safe from sync handlers' threads) and returns. One
 :class:`StageLogFlusher` task per process ships every stage's lines, so 2,000
 idle stages cost 2,000 cheap checks per flush interval, not 2,000 tasks. When
 piped is unreachable, lines stay buffered (up to ``log_buffer_lines`` per
@@ -35,8 +35,8 @@ once piped answers again, in the stage log itself.
 
 from __future__ import annotations
 
+import array
 import asyncio
-import collections
 import contextvars
 import logging
 import os
@@ -51,6 +51,7 @@ import grpc
 from ._gen.model import logblock_pb2 as logblock_pb
 from .logconfig import redact
 from .metrics import METRICS
+from .piped import LogLine
 from .piped import PipedError
 from .piped import PipedOptions
 
@@ -70,38 +71,131 @@ TRACEBACK_FRAMES = 3
 #: rough protobuf framing per LogBlock, for batch sizing
 _BLOCK_OVERHEAD = 32
 
-#: (index, text, severity, created_at): a log line as buffered; protobufs are built only when sending
-Block = tuple[int, str, int, int]
+#: (index, text, severity, created_at): a log line as read back from the buffer, to be sent or spilled
+Block = LogLine
 
 #: the context of the stage the current task or thread is executing: `logging` records are routed to its
 #: ``.log`` (built only if a record comes)
 current_stage: contextvars.ContextVar[t.Any] = contextvars.ContextVar("pipeplug_current_stage", default=None)
 
 
-def _block_size(block: Block) -> int:
-    text = block[1]
-    return (len(text) if text.isascii() else len(text.encode())) + _BLOCK_OVERHEAD
+class _Lines:
+    """Log lines in order, stored flat: their texts in one bytearray, their numbers in arrays.
 
+    A garbage collection visits every element of every list or deque it scans, and
+    a stage buffering tens of thousands of lines as tuples made each collection take
+    milliseconds, inside whichever write set it off. Here a line becomes a Python
+    object only when it is read back (to be sent, or spilled to the process log).
+    Positions are relative: 0 is the oldest line held.
+    """
 
-def _chunks(blocks: list[Block], max_bytes: int) -> list[tuple[list[Block], int]]:
-    """Split ``blocks``, in order, into requests of at most ``max_bytes`` (one block at least); with their sizes."""
-    chunks: list[tuple[list[Block], int]] = []
-    chunk: list[Block] = []
-    size = 0
-    for block in blocks:
-        block_size = _block_size(block)
-        if chunk and size + block_size > max_bytes:
-            chunks.append((chunk, size))
-            chunk, size = [], 0
-        chunk.append(block)
-        size += block_size
-    if chunk:
-        chunks.append((chunk, size))
-    return chunks
+    __slots__ = ("_text", "_ends", "_indexes", "_severities", "_created", "_first")
 
+    def __init__(self) -> None:
+        self._text = bytearray()  # UTF-8 texts, back to back
+        self._ends = array.array("q")  # where each line's text ends in _text
+        self._indexes = array.array("q")
+        self._severities = array.array("b")
+        self._created = array.array("q")
+        self._first = 0  # lines before this one were taken from the front (their storage is still here)
 
-def _to_pb(blocks: list[Block]) -> list[logblock_pb.LogBlock]:
-    return [logblock_pb.LogBlock(index=i, log=text, severity=t.cast(t.Any, sev), created_at=at) for i, text, sev, at in blocks]
+    def __len__(self) -> int:
+        return len(self._ends) - self._first
+
+    def append(self, index: int, text: str, severity: int, created_at: int) -> None:
+        # Nothing the garbage collector tracks is made per line: the buffer gives it nothing to walk.
+        self._text += text.encode()
+        self._ends.append(len(self._text))
+        self._indexes.append(index)
+        self._severities.append(severity)
+        self._created.append(created_at)
+
+    def _start(self, at: int) -> int:
+        """Where line ``at`` (counted from the start of the arrays, taken lines included) starts in _text."""
+        return self._ends[at - 1] if at else 0
+
+    def _adopt(self, other: _Lines) -> None:
+        """Hold ``other``'s storage (which must no longer be used)."""
+        self._text, self._ends, self._first = other._text, other._ends, other._first
+        self._indexes, self._severities, self._created = other._indexes, other._severities, other._created
+
+    def lines(self, start: int = 0, end: int | None = None) -> t.Iterator[Block]:
+        """The lines from position ``start`` to ``end`` (exclusive), as tuples made one at a time."""
+        first, stop = self._first + start, len(self._ends) if end is None else self._first + end
+        if stop <= first:
+            return
+        offset = begin = self._start(first)
+        ends = self._ends[first:stop]
+        whole = self._text[begin : ends[-1]].decode()
+        ascii = whole.isascii()  # then byte offsets are character offsets too
+        for index, severity, created_at, end_byte in zip(self._indexes[first:stop], self._severities[first:stop], self._created[first:stop], ends):
+            text = whole[begin - offset : end_byte - offset] if ascii else self._text[begin:end_byte].decode()
+            yield (index, text, severity, created_at)
+            begin = end_byte
+
+    def size(self, start: int = 0, end: int | None = None) -> int:
+        """Request payload of lines ``start:end``: their UTF-8 bytes plus framing per line."""
+        end = len(self) if end is None else end
+        if end <= start:
+            return 0
+        first, last = self._first + start, self._first + end - 1
+        return self._ends[last] - self._start(first) + _BLOCK_OVERHEAD * (end - start)
+
+    def chunks(self, max_bytes: int) -> list[tuple[int, int, int]]:
+        """Split the lines, in order, into requests of at most ``max_bytes`` (one line at least): (start, end, size)."""
+        chunks: list[tuple[int, int, int]] = []
+        ends, first = self._ends, self._first
+        start = first
+        begin = self._start(first)  # where the current chunk's text starts
+        size = 0
+        for at in range(first, len(ends)):
+            grown = ends[at] - begin + _BLOCK_OVERHEAD * (at - start + 1)
+            if at > start and grown > max_bytes:
+                chunks.append((start - first, at - first, size))
+                start, begin = at, ends[at - 1]
+                grown = ends[at] - begin + _BLOCK_OVERHEAD
+            size = grown
+        if len(ends) > start:
+            chunks.append((start - first, len(ends) - first, size))
+        return chunks
+
+    def extend(self, other: _Lines, start: int = 0, end: int | None = None) -> None:
+        """Append ``other``'s lines ``start:end``, in order."""
+        end = len(other) if end is None else end
+        if end <= start:
+            return
+        first, stop = other._first + start, other._first + end
+        begin = other._start(first)
+        shift = len(self._text) - begin
+        self._text += other._text[begin : other._ends[stop - 1]]
+        self._ends.extend(array.array("q", [e + shift for e in other._ends[first:stop]]))
+        self._indexes.extend(other._indexes[first:stop])
+        self._severities.extend(other._severities[first:stop])
+        self._created.extend(other._created[first:stop])
+
+    def take(self, count: int | None = None) -> _Lines:
+        """Remove the ``count`` oldest lines (all by default) and return them."""
+        taken = _Lines()
+        if count is None or count >= len(self):
+            taken._adopt(self)
+            self._adopt(_Lines())
+            return taken
+        taken.extend(self, 0, count)
+        self._first += count
+        if self._first >= 1024 and self._first * 2 >= len(self._ends):
+            kept = _Lines()  # let go of the taken lines' storage
+            kept.extend(self)
+            self._adopt(kept)
+        return taken
+
+    def put_back(self, front: _Lines) -> None:
+        """Put ``front``'s lines back before these (a failed send returns its lines)."""
+        if not len(front):
+            return
+        merged = _Lines()
+        merged.extend(front)
+        merged.extend(self)
+        self._adopt(merged)
 
 
 _FLUSH, _CHECKPOINT, _FINAL = "flush", "checkpoint", "final"
@@ -131,8 +225,8 @@ class StageLogBuffer:
         #: this many unsent lines wake the flusher before its next tick
         self._early = max(1, min(2000, self._bound // 4))
         self._lock = threading.Lock()
-        self._unsent: collections.deque[Block] = collections.deque()
-        self._sent: collections.deque[Block] = collections.deque()
+        self._unsent = _Lines()
+        self._sent = _Lines()
         #: payload bytes in ``_sent``; kept within one request, so a checkpoint's first request repeats them all
         self._sent_bytes = 0
         self._in_flight = 0
@@ -199,15 +293,16 @@ class StageLogBuffer:
         now = time.time_ns()
         created_at = now // 1_000_000_000
         index = max(self._last_index + 1, now // 1000)
+        append = self._unsent.append
         for line in lines:
-            self._unsent.append((index, line, severity, created_at))
+            append(index, line, severity, created_at)
             index += 1
         self._last_index = index - 1
 
     def _drop_locked(self, count: int) -> list[Block]:
         """Drop the ``count`` oldest unsent lines and return them."""
         count = min(count, len(self._unsent))
-        dropped = [self._unsent.popleft() for _ in range(count)]
+        dropped = list(self._unsent.take(count).lines())
         self.dropped += count
         METRICS.log_lines_dropped(count)
         return dropped
@@ -280,46 +375,46 @@ class StageLogBuffer:
             self._notice()
         with self._lock:
             self._urgent = False
-            batch = list(self._unsent)
-            self._unsent.clear()
+            batch = self._unsent.take()
             self._in_flight = len(batch)
         if op == _FLUSH:
-            chunks = _chunks(batch, max_bytes)
-            if self._sent_bytes + sum(size for _, size in chunks) > max_bytes:
+            chunks = batch.chunks(max_bytes)
+            if self._sent_bytes + batch.size() > max_bytes:
                 op = _CHECKPOINT
         was_sent = 0
         if op != _FLUSH:
             was_sent = len(self._sent)
             with self._lock:
-                batch[:0] = self._sent
-                self._sent.clear()
+                batch.put_back(self._sent.take())
                 self._in_flight = len(batch)
             self._sent_bytes = 0
-            chunks = _chunks(batch, max_bytes) or [([], 0)]  # completed=true is sent even with nothing left
+            chunks = batch.chunks(max_bytes) or [(0, 0, 0)]  # completed=true is sent even with nothing left
         done = 0
         try:
-            for i, (chunk, size) in enumerate(chunks):
+            for i, (start, end, size) in enumerate(chunks):
                 if op == _FLUSH:
-                    await client.report_stage_logs(self.deployment_id, self.stage_id, _to_pb(chunk))
+                    await client.report_stage_logs(self.deployment_id, self.stage_id, batch.lines(start, end))
                 else:
                     final = op == _FINAL and i == len(chunks) - 1
-                    await client.report_stage_logs_from_last_checkpoint(self.deployment_id, self.stage_id, _to_pb(chunk), completed=final)
+                    await client.report_stage_logs_from_last_checkpoint(self.deployment_id, self.stage_id, batch.lines(start, end), completed=final)
                 with self._lock:
                     if op == _FLUSH:
-                        self._sent.extend(chunk)
-                    self._in_flight -= len(chunk)
+                        self._sent.extend(batch, start, end)
+                    self._in_flight -= end - start
                 if op == _FLUSH:
                     self._sent_bytes += size
-                done += len(chunk)
+                done += end - start
             if op != _FLUSH:
                 self._last_checkpoint = time.monotonic()
                 self._needs_checkpoint = False
                 self._completed = op == _FINAL
         except PipedError as exc:
-            self._failed(op, exc, batch[done:], max(0, was_sent - done))
+            batch.take(done)  # delivered
+            self._failed(op, exc, batch, max(0, was_sent - done))
         except Exception as exc:  # noqa: BLE001 - a bug here must not stop the flusher for every stage
             log.exception("stage log of stage %s: %s failed unexpectedly", self.stage_id, op)
-            self._failed(op, PipedError(op, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"), batch[done:], max(0, was_sent - done))
+            batch.take(done)
+            self._failed(op, PipedError(op, grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"), batch, max(0, was_sent - done))
         else:
             METRICS.log_lines_sent(done if op == _FLUSH else max(0, done - was_sent))
             self._backoff = self._retry_at = 0.0
@@ -330,7 +425,8 @@ class StageLogBuffer:
         elif op == _FINAL and time.monotonic() >= self._close_deadline:
             self._give_up()
 
-    def _failed(self, op: str, exc: PipedError, rest: list[Block], rest_was_sent: int) -> None:
+    def _failed(self, op: str, exc: PipedError, rest: _Lines, rest_was_sent: int) -> None:
+        """``rest``: the lines the failed operation did not deliver, of which the first ``rest_was_sent`` had been sent before."""
         if op == _FINAL and exc.code == grpc.StatusCode.FAILED_PRECONDITION:
             # Already completed: an earlier attempt reached piped although it looked failed, or an
             # earlier process completed this stage's log before piped executed the stage again.
@@ -346,38 +442,37 @@ class StageLogBuffer:
             return
         # Keep the lines for a retry. A retry is always a checkpoint: it repeats every line, and piped
         # merges by index, so it is safe even if the failed call did reach piped.
-        again = rest[:rest_was_sent]
+        again = rest.take(rest_was_sent)
         dropped: list[Block] = []
         with self._lock:
-            self._sent.extendleft(reversed(again))
-            self._unsent.extendleft(reversed(rest[rest_was_sent:]))
+            self._sent.put_back(again)
+            self._unsent.put_back(rest)
             self._in_flight = 0
             overflow = len(self._unsent) + len(self._sent) - self._bound
             if overflow > 0:
                 dropped = self._drop_locked(overflow)
         self._spill(dropped, "dropped")
-        self._sent_bytes += sum(_block_size(b) for b in again)
+        self._sent_bytes += again.size()
         self._needs_checkpoint = True
         self._backoff = min(self._options.retry_max_delay, self._backoff * 2 if self._backoff else min(1.0, self._options.log_flush_interval))
         self._retry_at = time.monotonic() + self._backoff
         log.warning("stage log of stage %s: %s failed, retrying in %.1fs: %s", self.stage_id, op, self._backoff, exc)
 
-    def _lose(self, blocks: list[Block]) -> None:
+    def _lose(self, lines: _Lines) -> None:
         with self._lock:
-            self.dropped += len(blocks)
+            self.dropped += len(lines)
             self._in_flight = 0
-        METRICS.log_lines_dropped(len(blocks))
-        self._spill(blocks, "refused by piped")
+        METRICS.log_lines_dropped(len(lines))
+        self._spill(lines.lines(), "refused by piped")
 
     def _give_up(self) -> None:
         with self._lock:
-            lost = [*self._sent, *self._unsent]
+            lost = self._sent.take()
+            lost.extend(self._unsent.take())
             rest = len(lost)
-            self._unsent.clear()
-            self._sent.clear()
             self.dropped += rest
         METRICS.log_lines_dropped(rest)
-        self._spill(lost, "not delivered")
+        self._spill(lost.lines(), "not delivered")
         self._sent_bytes = 0
         log.error(
             "stage log of stage %s (deployment %s) could not be completed within %.0fs: %d line(s) lost here",

@@ -1,16 +1,26 @@
 """Plain Python values that cross the boundary between user handlers and piped.
 
 Handlers never see generated protobuf classes unless they ask for them: every
-value here is a small frozen attrs class (or an enum) that the servicers convert
-to and from the wire messages. Enum values equal the wire numbers.
+value here is a small frozen attrs class (or an enum from :mod:`pipeplug.enums`)
+that the servicers convert to and from the wire messages.
+
+The framework imports this module only when a call needs one of these classes,
+not to start: creating them (and loading attrs) is a large share of an import
+of pipeplug, and the first call piped makes, FetchDefinedStages, needs none.
 """
 
 from __future__ import annotations
 
-import enum
 import typing as t
 
 import attrs
+
+from .enums import ArtifactKind as ArtifactKind
+from .enums import HealthStatus as HealthStatus
+from .enums import ManualOperation as ManualOperation
+from .enums import StageStatus as StageStatus
+from .enums import SyncStatus as SyncStatus
+from .enums import SyncStrategy as SyncStrategy
 
 
 class _Value:
@@ -41,63 +51,6 @@ class _Value:
 
 def _compared(value: _Value) -> tuple[t.Any, ...]:
     return tuple(getattr(value, a.name) for a in attrs.fields(type(value)) if a.eq)
-
-
-class StageStatus(enum.IntEnum):
-    """How a stage ended, as piped records it (``model.StageStatus``)."""
-
-    NOT_STARTED_YET = 0
-    RUNNING = 1
-    SUCCESS = 2
-    FAILURE = 3
-    CANCELLED = 4
-    SKIPPED = 5
-    EXITED = 6
-
-
-class SyncStrategy(enum.IntEnum):
-    """How a deployment is carried out (``model.SyncStrategy``)."""
-
-    AUTO = 0
-    QUICK_SYNC = 1
-    PIPELINE = 2
-
-
-class ManualOperation(enum.IntEnum):
-    """The button the web UI offers on a stage (``model.ManualOperation``)."""
-
-    UNKNOWN = 0
-    SKIP = 1
-    APPROVE = 2
-    NONE = 3
-
-
-class ArtifactKind(enum.IntEnum):
-    """Kind of a deployed artifact (``model.ArtifactVersion.Kind``)."""
-
-    UNKNOWN = 0
-    CONTAINER_IMAGE = 1
-    S3_OBJECT = 2
-    GIT_SOURCE = 3
-    TERRAFORM_MODULE = 4
-
-
-class HealthStatus(enum.IntEnum):
-    """Health of one live resource (``model.ResourceState.HealthStatus``)."""
-
-    UNKNOWN = 0
-    HEALTHY = 1
-    UNHEALTHY = 2
-
-
-class SyncStatus(enum.IntEnum):
-    """Whether the live state matches git (``model.ApplicationSyncStatus``)."""
-
-    UNKNOWN = 0
-    SYNCED = 1
-    DEPLOYING = 2
-    OUT_OF_SYNC = 3
-    INVALID_CONFIG = 4
 
 
 @attrs.frozen(repr=False, eq=False)

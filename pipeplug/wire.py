@@ -1,26 +1,28 @@
-"""Conversions between generated protobuf messages and pipeplug's plain values."""
+"""Conversions between generated protobuf messages and pipeplug's plain values.
+
+The value classes are imported by the two functions that make them, so that
+importing this module (as the servicers do) does not load them.
+"""
 
 from __future__ import annotations
 
 import time
 import typing as t
 
-from ._gen.model import application_live_state_pb2 as live_pb
-from ._gen.model import application_pb2 as app_pb
 from ._gen.model import common_pb2 as common_pb
 from ._gen.model import deployment_pb2 as model_pb
-from ._gen.plugin import planpreview_pb2 as preview_pb
-from .types import ArtifactVersion
-from .types import Deployment
-from .types import DeploymentSource
-from .types import HealthStatus
-from .types import LiveState
-from .types import PlannedStage
-from .types import PlanPreview
-from .types import SyncStrategy
+from .enums import SyncStrategy
+
+if t.TYPE_CHECKING:
+    from .types import ArtifactVersion
+    from .types import Deployment
+    from .types import DeploymentSource
+    from .types import PlannedStage
 
 
 def deployment_from_pb(pb: model_pb.Deployment) -> Deployment:
+    from .types import Deployment
+
     trigger = pb.trigger
     return Deployment(
         id=pb.id,
@@ -47,6 +49,8 @@ def source_from_pb(pb: t.Any, present: bool) -> DeploymentSource | None:
     """A DeploymentSource, or None when piped left the field unset (first deployment)."""
     if not present:
         return None
+    from .types import DeploymentSource
+
     return DeploymentSource(
         application_directory=pb.application_directory,
         commit_hash=pb.commit_hash,
@@ -73,44 +77,4 @@ def stage_to_pb(stage: PlannedStage, *, desc: str, now: int) -> model_pb.Pipelin
         authorized_operators=list(stage.authorized_operators),
         created_at=now,
         updated_at=now,
-    )
-
-
-def livestate_to_pb(state: LiveState, *, plugin_name: str) -> tuple[live_pb.ApplicationLiveState, app_pb.ApplicationSyncState]:
-    now = int(time.time())
-    resources = [
-        live_pb.ResourceState(
-            id=r.id,
-            parent_ids=list(r.parent_ids),
-            name=r.name,
-            resource_type=r.resource_type,
-            resource_metadata=dict(r.metadata),
-            health_status=int(r.health),
-            health_description=r.health_description,
-            deploy_target=r.deploy_target,
-            plugin_name=plugin_name,
-            created_at=r.created_at or now,
-            updated_at=r.updated_at or now,
-        )
-        for r in state.resources
-    ]
-    healthy = all(r.health == HealthStatus.HEALTHY for r in state.resources)
-    live = live_pb.ApplicationLiveState(
-        resources=resources,
-        health_status=live_pb.ApplicationLiveState.HEALTHY if healthy else live_pb.ApplicationLiveState.OTHER,
-    )
-    sync = app_pb.ApplicationSyncState(
-        status=int(state.sync_status), short_reason=state.short_reason, reason=state.reason, timestamp=now
-    )
-    return live, sync
-
-
-def preview_to_pb(result: PlanPreview) -> preview_pb.PlanPreviewResult:
-    details = result.details.encode() if isinstance(result.details, str) else bytes(result.details)
-    return preview_pb.PlanPreviewResult(
-        deploy_target=result.deploy_target,
-        summary=result.summary,
-        no_change=result.no_change,
-        details=details,
-        diff_language=result.diff_language,
     )

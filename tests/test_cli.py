@@ -78,6 +78,32 @@ def test_config_that_is_not_json_exits_before_binding():
     assert "Traceback" not in result.stderr
 
 
+def test_pipeds_argv_and_the_click_command_report_a_bad_config_alike():
+    fast = run_start("{nope")  # piped's exact argv: parsed without click
+    full = run_start("{nope", "--log-level", "info")  # any other command line: the click command
+    assert fast.returncode == full.returncode == 1
+    assert fast.stderr.splitlines()[-1] == full.stderr.splitlines()[-1] == "Error: --config is not valid JSON: Expecting property name enclosed in double quotes at line 1 column 2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fast"),
+    [
+        (["start", "--piped-plugin-service", "localhost:9087", "--config", "{}"], True),
+        (["start", "--config", "{}", "--piped-plugin-service", "localhost:9087"], True),
+        (["start", "--piped-plugin-service", "localhost:9087", "--config", "{}", "--tls"], False),
+        (["start", "--piped-plugin-service", "localhost:9087", "--piped-plugin-service", "x"], False),
+        (["start", "--piped-plugin-service", "--config", "--config", "{}"], False),
+        (["start", "--piped-plugin-service=localhost:9087", "--config={}"], False),
+        (["start", "--help"], False),
+        (["version"], False),
+    ],
+)
+def test_only_pipeds_exact_argv_skips_click(argv, fast):
+    from pipeplug.start import _piped_argv
+
+    assert (_piped_argv(argv) is not None) is fast
+
+
 def test_config_that_does_not_fit_prints_every_bad_field():
     port = free_port()
     config = {"name": "every", "port": port, "config": {"greeting": 5, "stateDirr": "/x"}, "deployTargets": [{"name": "a", "config": {}}]}

@@ -11,9 +11,14 @@ import os
 import subprocess
 import sys
 
+import grpc
 import pytest
 
 import pipeplug
+from pipeplug._gen.model import deployment_pb2 as model_pb
+from pipeplug._gen.plugin import deployment_pb2 as deploy_pb
+from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
+from pipeplug.testing import PluginProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PUBLIC = (
@@ -43,9 +48,8 @@ def test_a_plugin_starting_without_config_classes_loads_neither_yaml_nor_cattrs(
         "import pipeplug\n"
         "app = pipeplug.App('p')\n"
         "app.stage('A')(lambda ctx: None)\n"
-        "from pipeplug.cli import plugin_command\n"
+        "import pipeplug.start\n"
         "from pipeplug.settings import parse_settings\n"
-        "plugin_command(app)\n"
         "parse_settings(app, {'name': 'p', 'port': 7001, 'config': {'any': 1}, 'deployTargets': [{'name': 't'}]})\n"
     )
     assert loaded_after(code, ("yaml", "cattrs", "pipeplug.loading")) == []
@@ -70,9 +74,56 @@ def test_config_classes_load_cattrs_when_first_structured_and_errors_still_name_
     assert sorted(json.loads(out.stdout)) == ["config.kubeConfigPath: required field is missing", "config: unknown field(s) kubeConfigPth"]
 
 
+LEAN_PLUGIN = """
+from __future__ import annotations  # else Python itself evaluates the annotations, loading what they name
+
+import atexit, json, os, sys
+
+import pipeplug
+
+app = pipeplug.App("lean")
+
+
+@app.stage("A")
+async def a(ctx: pipeplug.Context, options: dict) -> pipeplug.StageResult:
+    return pipeplug.StageResult(pipeplug.StageStatus.SKIPPED)
+
+
+if __name__ == "__main__":
+    atexit.register(lambda: json.dump(sorted(sys.modules), open(os.environ["MODULES_OUT"], "w")))
+    app.main()
+"""
+#: what starting a plugin must not load: click (piped's argv is parsed without it), attrs and the
+#: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML, cattrs
+NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml", "cattrs"}
+
+
+def _modules_at_exit(tmp_path, execute: bool) -> set[str]:
+    """Start the plugin with piped's argv, run its stage if asked, stop it; what it had loaded by then."""
+    plugin, out = tmp_path / "lean.py", tmp_path / "modules.json"
+    plugin.write_text(LEAN_PLUGIN)
+    # piped's address is never dialled: the stage writes no log line (a result message would be one)
+    with PluginProcess(str(plugin), piped_address="127.0.0.1:1", env={"MODULES_OUT": str(out)}) as proc:
+        if execute:
+            stage = model_pb.PipelineStage(id="s1", name="A", status=model_pb.STAGE_NOT_STARTED_YET)
+            request = deploy_pb.ExecuteStageRequest(input=deploy_pb.ExecutePluginInput(deployment=model_pb.Deployment(id="d1", stages=[stage]), stage=stage))
+            with grpc.insecure_channel(proc.address) as channel:
+                assert deploy_grpc.DeploymentServiceStub(channel).ExecuteStage(request, timeout=30).status == model_pb.STAGE_SKIPPED
+        assert proc.stop() == 0, proc.stderr_text(tail=20)
+    return set(json.loads(out.read_text()))
+
+
+def test_a_plugin_started_by_piped_answers_without_click_attrs_or_the_value_classes(tmp_path):
+    assert _modules_at_exit(tmp_path, execute=False) & NOT_AT_START == set()
+    # the first call that needs the value classes loads them: the handler's StageResult here;
+    # ``options: dict`` is passed as decoded, without cattrs
+    executed = _modules_at_exit(tmp_path, execute=True)
+    assert {"attrs", "pipeplug.types"} <= executed and "cattrs" not in executed
+
+
 def test_public_names_load_on_first_use():
     assert loaded_after("import pipeplug", ("pipeplug.app", "pipeplug.types", "attrs")) == []
-    assert loaded_after("import pipeplug\npipeplug.StageStatus", ("pipeplug.types", "pipeplug.app", "click")) == ["pipeplug.types"]
+    assert loaded_after("import pipeplug\npipeplug.StageStatus", ("pipeplug.enums", "pipeplug.types", "pipeplug.app", "attrs")) == ["pipeplug.enums"]
     assert loaded_after("from pipeplug import App", ("pipeplug.app",)) == ["pipeplug.app"]
 
 

@@ -115,7 +115,7 @@ def test_registering_after_start_says_why():
 
 def test_unresolvable_annotation_is_a_registration_error():
     app = pipeplug.App("p")
-    with pytest.raises(pipeplug.RegistrationError, match="cannot resolve the type annotations of .*name 'Missing' is not defined"):
+    with pytest.raises(pipeplug.RegistrationError, match="cannot resolve the annotation of options in .*name 'Missing' is not defined"):
 
         @app.stage("A")
         def handler(options: Missing):  # noqa: F821 - the point of the test

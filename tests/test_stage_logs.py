@@ -7,6 +7,7 @@ violation for anything real piped would refuse, lose or misplace.
 
 from __future__ import annotations
 
+import random
 import typing as t
 
 import pytest
@@ -269,3 +270,47 @@ def test_sent_and_dropped_lines_are_counted_in_metrics(tmp_path):
         run = client.execute_stage("OUTCOME", {"status": "SUCCESS", "message": "counted"})
     assert ("SUCCESS", "counted") in run.logs
     assert METRICS.log_lines_sent_total - before == len(run.logs)
+
+
+def test_the_flat_line_buffer_behaves_like_a_list_of_lines() -> None:
+    # Model check of the storage behind every stage log: the same random operations
+    # on a plain list and on _Lines must always leave the same lines, in order.
+    from pipeplug.stagelog import _Lines
+
+    rng = random.Random(4)
+    model: list[tuple[int, str, int, int]] = []
+    lines = _Lines()
+    for step in range(3000):
+        roll = rng.random()
+        if roll < 0.7:
+            line = (rng.randrange(1 << 50), rng.choice(["a", "héllo", "x" * rng.randrange(1, 80), "日本語"]), rng.randrange(3), rng.randrange(1 << 40))
+            lines.append(*line)
+            model.append(line)
+        elif roll < 0.8:
+            count = rng.randrange(len(model) + 2)
+            assert list(lines.take(count).lines()) == model[:count]
+            del model[:count]
+        elif roll < 0.85:
+            front = _Lines()
+            returned = [(step, f"again {i}", 1, 2) for i in range(rng.randrange(5))]
+            for line in returned:
+                front.append(*line)
+            lines.put_back(front)
+            model[:0] = returned
+        elif roll < 0.93:
+            start = rng.randrange(len(model) + 1)
+            end = rng.randrange(start, len(model) + 1)
+            part = _Lines()
+            part.extend(lines, start, end)
+            assert list(part.lines()) == list(lines.lines(start, end)) == model[start:end]
+            assert part.size() == lines.size(start, end) == sum(len(text.encode()) + 32 for _, text, _, _ in model[start:end])
+        else:
+            limit = rng.choice([40, 200, 1000])
+            position = 0
+            for start, end, size in lines.chunks(limit):
+                assert start == position < end and size == lines.size(start, end)
+                assert size <= limit or end == start + 1  # a line longer than the limit travels alone
+                position = end
+            assert position == len(model)
+        assert len(lines) == len(model)
+    assert list(lines.lines()) == model
