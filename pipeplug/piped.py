@@ -94,7 +94,7 @@ class PipedOptions(t.NamedTuple):
         return cls(**values)
 
 
-#: a stage log line as pipeplug buffers it: (index, text, severity, created_at)
+#: a stage log line as pipeplug reads it back from its buffer: (index, text, severity, created_at)
 LogLine = tuple[int, str, int, int]
 
 

@@ -71,9 +71,6 @@ TRACEBACK_FRAMES = 3
 #: rough protobuf framing per LogBlock, for batch sizing
 _BLOCK_OVERHEAD = 32
 
-#: (index, text, severity, created_at): a log line as read back from the buffer, to be sent or spilled
-Block = LogLine
-
 #: the context of the stage the current task or thread is executing: `logging` records are routed to its
 #: ``.log`` (built only if a record comes)
 current_stage: contextvars.ContextVar[t.Any] = contextvars.ContextVar("pipeplug_current_stage", default=None)
@@ -119,7 +116,7 @@ class _Lines:
         self._text, self._ends, self._first = other._text, other._ends, other._first
         self._indexes, self._severities, self._created = other._indexes, other._severities, other._created
 
-    def lines(self, start: int = 0, end: int | None = None) -> t.Iterator[Block]:
+    def lines(self, start: int = 0, end: int | None = None) -> t.Iterator[LogLine]:
         """The lines from position ``start`` to ``end`` (exclusive), as tuples made one at a time."""
         first, stop = self._first + start, len(self._ends) if end is None else self._first + end
         if stop <= first:
@@ -262,7 +259,7 @@ class StageLogBuffer:
         lines = [line if len(line) <= MAX_LINE_CHARS else _cut(line) for line in redact(text).splitlines() if line]
         if not lines:
             return True
-        dropped: list[Block] = []
+        dropped: list[LogLine] = []
         first_drop = wake = False
         with self._lock:
             if self._closing:
@@ -299,7 +296,7 @@ class StageLogBuffer:
             index += 1
         self._last_index = index - 1
 
-    def _drop_locked(self, count: int) -> list[Block]:
+    def _drop_locked(self, count: int) -> list[LogLine]:
         """Drop the ``count`` oldest unsent lines and return them."""
         count = min(count, len(self._unsent))
         dropped = list(self._unsent.take(count).lines())
@@ -307,7 +304,7 @@ class StageLogBuffer:
         METRICS.log_lines_dropped(count)
         return dropped
 
-    def _spill(self, blocks: t.Iterable[Block], why: str) -> None:
+    def _spill(self, blocks: t.Iterable[LogLine], why: str) -> None:
         """Write lines that will never reach piped to the process log at their level, so none is lost."""
         for _, text, severity, _ in blocks:
             _process_log.log(
@@ -443,7 +440,7 @@ class StageLogBuffer:
         # Keep the lines for a retry. A retry is always a checkpoint: it repeats every line, and piped
         # merges by index, so it is safe even if the failed call did reach piped.
         again = rest.take(rest_was_sent)
-        dropped: list[Block] = []
+        dropped: list[LogLine] = []
         with self._lock:
             self._sent.put_back(again)
             self._unsent.put_back(rest)
