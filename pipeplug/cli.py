@@ -158,6 +158,33 @@ def build(target: str, output: str | None, fmt: str, version: str | None) -> Non
     click.echo(artifact.piped_config())
 
 
+@main.command()
+@click.argument("url", metavar="URL")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--insecure", is_flag=True, help="talk plain HTTP to the registry (pipectl's meaning); piped itself pulls over HTTPS only")
+def push(url: str, files: tuple[str, ...], insecure: bool) -> None:
+    """Publish built plugin files to URL (oci://HOST[:PORT]/REPO[:TAG]) as one multi-platform artifact piped can pull.
+
+    Each FILE is OS/ARCH=PATH (e.g. linux/arm64=dist/plugin) or a file named
+    <name>_<version>_<os>_<arch>, as pipeplug build names them. Credentials:
+    PIPEPLUG_REGISTRY_USERNAME and PIPEPLUG_REGISTRY_PASSWORD, else docker's config
+    ($DOCKER_CONFIG/config.json or ~/.docker/config.json, as docker login writes it).
+    """
+    from .oci import RegistryError
+    from .push import piped_snippet
+    from .push import push as push_files
+
+    try:
+        pushed = push_files(url, files, insecure=insecure, progress=lambda message: click.echo(message, err=True))
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    platforms = ", ".join(f.platform for f in pushed.files)
+    click.echo(f"pushed {pushed.url} ({platforms})")
+    click.echo(f"digest {pushed.digest}; to pin exactly this push, use url {pushed.pinned_url}")
+    click.echo("\npiped config: add this plugin under spec.plugins (piped pulls over HTTPS only, and caches the plugin by name:")
+    click.echo("after pushing a new version, restart piped with --force-plugin-redownload):\n")
+    click.echo(piped_snippet(pushed))
+
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

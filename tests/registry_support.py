@@ -1,0 +1,184 @@
+"""A real OCI registry for tests: Debian's ``docker-registry`` (distribution 2.8), one per use.
+
+Started from a generated config (filesystem storage in a temp dir, 127.0.0.1 on a free
+port, optional htpasswd users and TLS with a test-made CA), waited for until ``/v2/``
+answers, stopped by its PID. Nothing depends on the Debian package's own service.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import time
+import typing as t
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipeplug.testing import free_port
+
+REGISTRY_BIN = os.environ.get("PIPEPLUG_TEST_REGISTRY") or shutil.which("docker-registry") or "/usr/bin/docker-registry"
+START_TIMEOUT = 20.0
+INSTALL_HINT = "apt-get install docker-registry (Debian's package of distribution 2.8); .ci/run installs it"
+
+
+def registry_available() -> bool:
+    return os.access(REGISTRY_BIN, os.X_OK)
+
+
+def require_registry() -> None:
+    if not registry_available():
+        pytest.skip(f"no docker-registry binary at {REGISTRY_BIN}: {INSTALL_HINT}")
+
+
+def make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pipeplug test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+class Registry:
+    """One ``docker-registry serve`` process; use as a context manager."""
+
+    def __init__(self, directory: Path, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+        self.directory = directory
+        self.users = users or {}
+        self.tls = tls
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.ca_file: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    def url(self, repository: str, tag: str | None = None) -> str:
+        return f"oci://{self.host}/{repository}" + (f":{tag}" if tag else "")
+
+    def __enter__(self) -> Registry:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config: dict[str, t.Any] = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(self.directory / "storage")}, "delete": {"enabled": True}},
+            "http": {"addr": self.host, "secret": "pipeplug-test"},
+        }
+        if self.tls:
+            self.ca_file, cert, key = make_ca_and_cert(self.directory)
+            config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
+        if self.users:
+            import bcrypt
+
+            htpasswd = self.directory / "htpasswd"
+            htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for u, p in self.users.items()))
+            config["auth"] = {"htpasswd": {"realm": "pipeplug-test", "path": str(htpasswd)}}
+        config_file = self.directory / "config.yml"
+        config_file.write_text(json.dumps(config))  # YAML is a superset of JSON
+        self._log = open(self.directory / "registry.log", "wb")
+        self._proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config_file)], stdout=self._log, stderr=subprocess.STDOUT, cwd=self.directory)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        assert self._proc is not None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {self._proc.returncode}:\n{self.log()}")
+            try:
+                status, _, _ = self.get("/v2/", auth=False)
+            except OSError:
+                time.sleep(0.05)  # not listening yet: poll the port, bounded by the deadline
+                continue
+            if status in (200, 401):
+                return
+        raise RuntimeError(f"docker-registry did not answer /v2/ within {START_TIMEOUT}s:\n{self.log()}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return (self.directory / "registry.log").read_text(errors="replace")
+
+    def get(self, path: str, accept: str | None = None, *, auth: bool = True) -> tuple[int, dict[str, str], bytes]:
+        """GET from the registry's HTTP API as a client that trusts the test CA and knows the first user."""
+        request = urllib.request.Request(f"{self.scheme}://{self.host}{path}")
+        if accept:
+            request.add_header("Accept", accept)
+        if auth and self.users:
+            user, password = next(iter(self.users.items()))
+            request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+        context = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def get_json(self, path: str, accept: str) -> tuple[dict[str, t.Any], dict[str, str]]:
+        status, headers, body = self.get(path, accept)
+        assert status == 200, f"GET {path}: HTTP {status} {body[:300]!r}"
+        return json.loads(body), headers
