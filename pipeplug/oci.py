@@ -349,7 +349,7 @@ class Registry:
         host = netloc.rsplit(":", 1)[0] if not netloc.endswith("]") else netloc
         if isinstance(exc, ssl.SSLCertVerificationError):
             return RegistryError(
-                f"TLS with {netloc} failed: {exc.verify_message}; for a private CA set SSL_CERT_FILE to its certificate, for a plain-HTTP registry pass --insecure"
+                f"TLS with {netloc} failed: its certificate is not trusted ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its certificate, for a plain-HTTP registry pass --insecure"
             )
         if isinstance(exc, ssl.SSLError):
             return RegistryError(f"TLS with {netloc} failed ({exc.reason or exc}); if the registry serves plain HTTP, pass --insecure")

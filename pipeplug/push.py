@@ -90,11 +90,17 @@ class Pushed:
 def parse_file(arg: str) -> PlatformFile:
     """``OS/ARCH=PATH`` (pipectl's ``--files`` form) or a path named ``…_<os>_<arch>`` (pipeplug build's)."""
     head, eq, tail = arg.partition("=")
-    if eq and re.fullmatch(r"[^/=]+/[^/=]+", head):
+    explicit = bool(eq) and re.fullmatch(r"[^/=]+/[^/=]+", head) is not None
+    path = tail if explicit else arg
+    if not path:
+        raise PushError(f"{arg}: no file after '='")
+    if not os.path.exists(path):
+        raise PushError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise PushError(f"{path}: not a regular file (pass the built plugin file)")
+    if explicit:
         goos, goarch = head.split("/")
-        path = tail
     else:
-        path = arg
         match = _PLATFORM_SUFFIX.search(os.path.basename(path))
         if match is None:
             raise PushError(
@@ -103,14 +109,8 @@ def parse_file(arg: str) -> PlatformFile:
         goos, goarch = match.groups()
     for value, known, what in ((goos, GO_OSES, "OS"), (goarch, GO_ARCHES, "architecture")):
         if value not in known:
-            hint = f"; piped spells it {_NOT_GO_NAMES[value]!r}" if value in _NOT_GO_NAMES else f"; use Go's names (GOOS/GOARCH), e.g. linux/amd64 or linux/arm64"
+            hint = f"; piped spells it {_NOT_GO_NAMES[value]!r}" if value in _NOT_GO_NAMES else "; use Go's names (GOOS/GOARCH), e.g. linux/amd64 or linux/arm64"
             raise PushError(f"{arg}: {what} {value!r} is not one piped runs on{hint}")
-    if not path:
-        raise PushError(f"{arg}: no file after '='")
-    if not os.path.exists(path):
-        raise PushError(f"{path}: no such file")
-    if not os.path.isfile(path):
-        raise PushError(f"{path}: not a regular file (pass the built plugin file)")
     return PlatformFile(goos, goarch, path)
 
 

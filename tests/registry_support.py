@@ -88,12 +88,132 @@ def make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-class Registry:
-    """One ``docker-registry serve`` process; use as a context manager."""
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+
+class TokenServer:
+    """docker's token protocol for the registry's ``auth: token``: trades a login (Basic) or an
+    identity token (OAuth2 refresh_token grant) for an ES256 JWT the registry verifies against
+    the certificate in ``x5c``. Serves on 127.0.0.1 from a thread; use as a context manager."""
+
+    SERVICE = "pipeplug-test-registry"
+    ISSUER = "pipeplug-test-issuer"
+
+    def __init__(self, directory: Path, *, users: dict[str, str], identity_tokens: dict[str, str] | None = None) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.users = users
+        self.identity_tokens = identity_tokens or {}  # token -> user
+        self.requests: list[str] = []  # "basic:<user>", "refresh:<user>", "refused" (what the server saw)
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pipeplug test token signer")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        self._cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.cert_file = directory / "token-signer.pem"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def token(self, user: str, scope: str) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        access = []
+        for item in filter(None, scope.split(" ")):
+            kind, _, rest = item.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self._cert_der).decode()]}
+        claims = {"iss": self.ISSUER, "sub": user, "aud": self.SERVICE, "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def __enter__(self) -> TokenServer:
+        import http.server
+        import threading
+        import urllib.parse
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, user: str | None, scope: str) -> None:
+                if user is None:
+                    server.requests.append("refused")
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = json.dumps({"token": server.token(user, scope), "expires_in": 600}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                user = None
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    if server.users.get(name) == password:
+                        user = name
+                        server.requests.append(f"basic:{name}")
+                self._answer(user, query.get("scope", [""])[0])
+
+            def do_POST(self) -> None:
+                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+                user = None
+                if form.get("grant_type") == ["refresh_token"]:
+                    user = server.identity_tokens.get(form.get("refresh_token", [""])[0])
+                    if user:
+                        server.requests.append(f"refresh:{user}")
+                self._answer(user, form.get("scope", [""])[0])
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="token-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+class Registry:
+    """One ``docker-registry serve`` process; use as a context manager.
+
+    ``users`` turns on htpasswd (Basic) logins; ``token`` turns on token auth (Bearer)
+    against that :class:`TokenServer`; ``tls`` serves HTTPS with a test-made CA (``ca_file``).
+    """
+
+    def __init__(self, directory: Path, *, users: dict[str, str] | None = None, token: TokenServer | None = None, tls: bool = False) -> None:
         self.directory = directory
         self.users = users or {}
+        self.token = token
         self.tls = tls
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -108,6 +228,7 @@ class Registry:
         return f"oci://{self.host}/{repository}" + (f":{tag}" if tag else "")
 
     def __enter__(self) -> Registry:
+        require_registry()
         self.directory.mkdir(parents=True, exist_ok=True)
         config: dict[str, t.Any] = {
             "version": 0.1,
@@ -124,6 +245,10 @@ class Registry:
             htpasswd = self.directory / "htpasswd"
             htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for u, p in self.users.items()))
             config["auth"] = {"htpasswd": {"realm": "pipeplug-test", "path": str(htpasswd)}}
+        if self.token:
+            config["auth"] = {
+                "token": {"realm": self.token.realm, "service": TokenServer.SERVICE, "issuer": TokenServer.ISSUER, "rootcertbundle": str(self.token.cert_file)}
+            }
         config_file = self.directory / "config.yml"
         config_file.write_text(json.dumps(config))  # YAML is a superset of JSON
         self._log = open(self.directory / "registry.log", "wb")
@@ -168,7 +293,10 @@ class Registry:
         request = urllib.request.Request(f"{self.scheme}://{self.host}{path}")
         if accept:
             request.add_header("Accept", accept)
-        if auth and self.users:
+        if auth and self.token and path != "/v2/":
+            repository = path[len("/v2/") :].rsplit("/", 2)[0]
+            request.add_header("Authorization", "Bearer " + self.token.token("reader", f"repository:{repository}:pull"))
+        elif auth and self.users:
             user, password = next(iter(self.users.items()))
             request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
         context = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else None
