@@ -181,6 +181,8 @@ def push(url: str, files: tuple[str, ...], insecure: bool) -> None:
     platforms = ", ".join(f.platform for f in pushed.files)
     click.echo(f"pushed {pushed.url} ({platforms})")
     click.echo(f"digest {pushed.digest}; to pin exactly this push, use url {pushed.pinned_url}")
+    if insecure:
+        click.echo("note: pushed over plain HTTP; piped pulls over HTTPS only, so it cannot pull from this registry as it is", err=True)
     click.echo("\npiped config: add this plugin under spec.plugins (piped pulls over HTTPS only, and caches the plugin by name:")
     click.echo("after pushing a new version, restart piped with --force-plugin-redownload):\n")
     click.echo(piped_snippet(pushed))

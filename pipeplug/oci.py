@@ -310,10 +310,10 @@ class Registry:
             raise RegistryError(self._refused(f"denied {method} {urllib.parse.urlsplit(target).path} (403): the credential may not push to {self.ref.repository}"))
         detail = _error_detail(response)
         if response.status in _TRANSIENT_STATUS:
-            raise _Transient(f"{method} {urllib.parse.urlsplit(target).path}: HTTP {response.status} {detail}")
+            raise _Transient(f"{method} {urllib.parse.urlsplit(target).path}: HTTP {response.status}{detail}")
         if response.status == 400 and b"HTTP request to an HTTPS server" in response.body:
             raise RegistryError(f"{self.ref.host} serves HTTPS: drop --insecure")
-        raise RegistryError(f"{self.ref.host}: {method} {urllib.parse.urlsplit(target).path} answered HTTP {response.status} {detail}")
+        raise RegistryError(f"{self.ref.host}: {method} {urllib.parse.urlsplit(target).path} answered HTTP {response.status}{detail}")
 
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> _Response:
         parts = urllib.parse.urlsplit(url)
@@ -352,7 +352,7 @@ class Registry:
                 f"TLS with {netloc} failed: its certificate is not trusted ({exc.verify_message}); for a private CA set SSL_CERT_FILE to its certificate, for a plain-HTTP registry pass --insecure"
             )
         if isinstance(exc, ssl.SSLError):
-            return RegistryError(f"TLS with {netloc} failed ({exc.reason or exc}); if the registry serves plain HTTP, pass --insecure")
+            return RegistryError(f"TLS with {netloc} failed ({exc.reason or exc}): no TLS answer there; if the registry serves plain HTTP, pass --insecure")
         if isinstance(exc, socket.gaierror):
             return RegistryError(f"cannot reach the registry: the host name {host!r} does not resolve ({exc.strerror})")
         if isinstance(exc, ConnectionRefusedError):
@@ -398,7 +398,7 @@ class Registry:
         if response.status in (401, 403):
             raise RegistryError(self._missing() if credential is None else self._refused(f"refused the credential at its token service ({response.status})"))
         if response.status != 200:
-            raise RegistryError(f"{self.ref.host}: the token service {realm} answered HTTP {response.status} {_error_detail(response)}")
+            raise RegistryError(f"{self.ref.host}: the token service {realm} answered HTTP {response.status}{_error_detail(response)}")
         try:
             answer = json.loads(response.body)
             return str(answer.get("token") or answer["access_token"])
@@ -438,7 +438,7 @@ def _error_detail(response: _Response) -> str:
     """The registry's own error message (``{"errors": [{"code", "message"}]}``), if it sent one."""
     try:
         errors = json.loads(response.body)["errors"]
-        return "(" + "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors) + ")"
+        return " (" + "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors) + ")"
     except (ValueError, KeyError, TypeError, AttributeError):
         return ""
 

@@ -310,3 +310,70 @@ class Registry:
         status, headers, body = self.get(path, accept)
         assert status == 200, f"GET {path}: HTTP {status} {body[:300]!r}"
         return json.loads(body), headers
+
+
+class FaultyProxy:
+    """An HTTP reverse proxy on 127.0.0.1 in front of a plain-HTTP registry that answers
+    ``status`` instead of forwarding the first ``times`` requests of ``method``; the rest
+    pass through (Host kept, so the registry's upload locations point back at the proxy)."""
+
+    def __init__(self, registry: Registry, *, method: str, times: int, status: int = 503) -> None:
+        self.registry = registry
+        self.method = method
+        self.remaining = times
+        self.status = status
+        self.failed = 0
+
+    def __enter__(self) -> FaultyProxy:
+        import http.client
+        import http.server
+        import threading
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.command == proxy.method and proxy.remaining > 0:
+                    proxy.remaining -= 1
+                    proxy.failed += 1
+                    self.send_response(proxy.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                upstream = http.client.HTTPConnection(proxy.registry.host, timeout=30)
+                try:
+                    upstream.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST", "PATCH") else None, headers=dict(self.headers))
+                    response = upstream.getresponse()
+                    data = response.read()
+                finally:
+                    upstream.close()
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="faulty-proxy", daemon=True)
+        self._thread.start()
+        return self
+
+    def url(self, repository: str, tag: str) -> str:
+        return f"oci://{self.host}/{repository}:{tag}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)

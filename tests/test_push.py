@@ -21,6 +21,7 @@ import pytest
 
 from pipeplug.testing import free_port
 
+from .registry_support import FaultyProxy
 from .registry_support import Registry
 from .registry_support import TokenServer
 
@@ -53,9 +54,10 @@ def plugin_file(directory: Path, name: str, size: int = 200_000) -> Path:
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode != 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr  # progress lines may come before it
     assert "Traceback" not in proc.stderr
-    return lines[0]
+    return errors[0]
 
 
 def read_back(registry: Registry, repository: str, tag: str) -> dict[str, tuple[dict, bytes]]:
@@ -205,6 +207,23 @@ def test_connection_errors_say_which(tmp_path: Path) -> None:
     with Registry(tmp_path / "plain") as registry:
         tls_to_plain = run_push(registry.url("example"), str(built), home=tmp_path)
     assert "TLS with" in one_error_line(tls_to_plain) and "pass --insecure" in tls_to_plain.stderr
+
+
+def test_transient_failures_are_retried_a_bounded_number_of_times(tmp_path: Path) -> None:
+    built = plugin_file(tmp_path, "example_dev_linux_amd64", size=1_500_000)
+    env = {"PIPEPLUG_PUSH_CHUNK_SIZE": str(1024 * 1024)}
+    with Registry(tmp_path / "registry") as registry:
+        with FaultyProxy(registry, method="PATCH", times=1) as proxy:
+            recovered = run_push("--insecure", proxy.url("example", "v1"), str(built), env=env, home=tmp_path)
+            assert proxy.failed == 1
+        assert recovered.returncode == 0, recovered.stderr
+        assert "uploading linux/amd64: PATCH" in recovered.stderr and "HTTP 503" in recovered.stderr and "trying again" in recovered.stderr
+        assert read_back(registry, "example", "v1")["linux/amd64"][1] == built.read_bytes()
+        with FaultyProxy(registry, method="PUT", times=100, status=502) as proxy:
+            built.write_bytes(os.urandom(1000))  # a new blob, so the upload is not skipped
+            given_up = run_push("--insecure", proxy.url("example", "v2"), str(built), env=env, home=tmp_path)
+            assert proxy.failed == 3
+    assert "uploading linux/amd64 failed 3 times; last: PUT" in one_error_line(given_up) and "HTTP 502" in given_up.stderr
 
 
 @pytest.mark.parametrize(
