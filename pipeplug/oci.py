@@ -39,6 +39,7 @@ DEFAULT_CHUNK = 16 * 1024 * 1024
 ATTEMPTS = 3  # per blob or manifest, on transient failures only
 TIMEOUT = 60.0  # seconds per socket operation
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+_T = t.TypeVar("_T")
 
 # distribution's grammar (reference/regexp.go), written out
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -197,7 +198,9 @@ class Registry:
     ) -> None:
         self.ref = ref
         self.scheme = "http" if insecure else "https"
-        self._credential_source = credential or (lambda: find_credential(ref.host))
+        self._find_credential = credential or (lambda: find_credential(ref.host))
+        self._credential: Credential | None = None
+        self._credential_looked_up = False
         self._say = progress or (lambda message: None)
         self._chunk = chunk_size or int(os.environ.get(CHUNK_ENV) or DEFAULT_CHUNK)
         self._authorization: str | None = None
@@ -210,7 +213,7 @@ class Registry:
         self._request("GET", "/v2/", expect=(200,))
 
     def has_blob(self, digest: str) -> bool:
-        response = self._request("HEAD", f"{self._repo_path}/blobs/{digest}", expect=(200, 307, 404))
+        response = self._retrying(f"looking up blob {digest[:19]}…", lambda: self._request("HEAD", f"{self._repo_path}/blobs/{digest}", expect=(200, 307, 404)))
         return response.status != 404
 
     def push_blob(self, path: str, digest: str, size: int, label: str) -> None:
@@ -270,19 +273,26 @@ class Registry:
             raise RegistryError(f"{self.ref.host}: the registry started an upload without a Location header")
         return location
 
-    def _retrying(self, what: str, step: t.Callable[[], object]) -> None:
+    def _retrying(self, what: str, step: t.Callable[[], _T]) -> _T:
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                step()
-                return
+                return step()
             except _Transient as exc:
                 if attempt == ATTEMPTS:
                     raise RegistryError(f"{what} failed {ATTEMPTS} times; last: {exc}") from None
                 self._say(f"{what}: {exc}; trying again")
                 self.close()
                 time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
 
     # ---- HTTP and auth
+
+    def _credential_source(self) -> Credential | None:
+        """Looked up once, and only when the registry asks for a login."""
+        if not self._credential_looked_up:
+            self._credential = self._find_credential()
+            self._credential_looked_up = True
+        return self._credential
 
     @property
     def _repo_path(self) -> str:

@@ -15,6 +15,7 @@ import os
 import stat
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,7 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return errors[0]
 
 
-def read_back(registry: Registry, repository: str, tag: str) -> dict[str, tuple[dict, bytes]]:
+def read_back(registry: Registry, repository: str, tag: str) -> dict[str, tuple[dict[str, t.Any], bytes]]:
     """platform -> (manifest, layer bytes), checking every media type on the way as piped's pull would."""
     index, headers = registry.get_json(f"/v2/{repository}/manifests/{tag}", INDEX)
     assert headers["Content-Type"] == INDEX
