@@ -202,7 +202,7 @@ class Registry:
         self._credential: Credential | None = None
         self._credential_looked_up = False
         self._say = progress or (lambda message: None)
-        self._chunk = chunk_size or int(os.environ.get(CHUNK_ENV) or DEFAULT_CHUNK)
+        self._chunk = chunk_size or _chunk_size_from_env()
         self._authorization: str | None = None
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
@@ -368,7 +368,7 @@ class Registry:
         if isinstance(exc, ConnectionRefusedError):
             return RegistryError(f"cannot reach the registry at {netloc}: connection refused (is it running, and is the port right?)")
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, TimeoutError)):
-            return _Transient(f"{netloc}: {exc.strerror or type(exc).__name__}")
+            return _Transient(f"{netloc}: {exc.strerror or exc or type(exc).__name__}")
         return RegistryError(f"cannot reach the registry at {netloc}: {exc.strerror or exc}")
 
     def _authenticate(self, response: _Response) -> None:
@@ -423,6 +423,13 @@ class Registry:
         if credential is None:
             return self._missing()
         return f"{self.ref.host} {what}; it came from {credential.source}: check the username and password or token"
+
+
+def _chunk_size_from_env() -> int:
+    raw = os.environ.get(CHUNK_ENV) or str(DEFAULT_CHUNK)
+    if not raw.isdigit() or int(raw) < 1:
+        raise RegistryError(f"{CHUNK_ENV}={raw!r}: expected a number of bytes, e.g. {DEFAULT_CHUNK}")
+    return int(raw)
 
 
 def sha256_digest(data: bytes) -> str:
