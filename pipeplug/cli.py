@@ -188,5 +188,21 @@ def push(url: str, files: tuple[str, ...], insecure: bool) -> None:
     click.echo(piped_snippet(pushed))
 
 
+@main.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["stage", "deployment"]), default="stage", show_default=True, help="stage: stages only (like WAIT); deployment: versions, strategy, sync and rollback stages, live state and plan preview")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None, help="where to write the project  [default: ./NAME]")
+@click.option("--force", is_flag=True, help="write into a directory that is not empty, replacing the files the project has")
+def init(name: str, kind: str, directory: str | None, force: bool) -> None:
+    """Write a new plugin project NAME: plugin file, tests, dev configs, pyproject.toml, README."""
+    from .scaffold import init_project
+
+    written = init_project(name, kind, directory, force=force)
+    root = os.path.commonpath([str(path.parent) for path in written])
+    for path in written:
+        click.echo(f"wrote {os.path.relpath(path)}")
+    click.echo(f"\nnext: cd {os.path.relpath(root)} && pip install -e '.[test]' && python -m pytest  (see README.md for pipeplug dev, build and push)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -155,7 +156,9 @@ def test_get_livestate(client, site):
 def test_get_plan_preview(client, site):
     [preview] = client.get_plan_preview(target_source=site)
     assert (preview.deploy_target, preview.summary, preview.no_change) == ("dev", "2 added, 0 changed, 0 removed", False)
-    assert preview.details == b"+ VERSION\n+ index.html\n"
+    digest = {name: hashlib.sha256(open(os.path.join(site, "public", name), "rb").read()).hexdigest() for name in ("VERSION", "index.html")}
+    # pipeplug.diff's rendering, the Go SDK renderer's layout: "#path", then the added value
+    assert preview.details.decode() == "".join(f"#{name}\n+ {name}: {digest[name]}\n\n" for name in ("VERSION", "index.html"))
 
 
 def test_the_client_makes_its_own_fake_piped(example_module, targets):
