@@ -71,7 +71,7 @@ def test_config_classes_load_cattrs_when_first_structured_and_errors_still_name_
     )
     out = subprocess.run([sys.executable, "-c", f"import json\n{code}"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert sorted(json.loads(out.stdout)) == ["config.kubeConfigPath: required field is missing", "config: unknown field(s) kubeConfigPth"]
+    assert sorted(json.loads(out.stdout)) == ["config.kubeConfigPath: required field is missing", 'config.kubeConfigPth: unknown field; did you mean "kubeConfigPath"?']
 
 
 LEAN_PLUGIN = """
