@@ -349,7 +349,7 @@ class _ClassDecoder:
         noun = "option" if path.split(".", 1)[0].split("[", 1)[0] == "with" else "field"
         names = {f.key.lower(): f.key for f in self.fields or ()} | {f.snake.lower(): f.key for f in self.fields or ()}
         close = difflib.get_close_matches(str(key).lower(), names, n=1, cutoff=0.6)
-        hint = f'; did you mean "{names[close[0]]}"?' if close else f"; valid: {', '.join(f.key for f in self.fields or ())}" if self.fields else ""
+        hint = f'; did you mean "{names[close[0]]}"?' if close else f" (valid: {', '.join(f.key for f in self.fields or ())})" if self.fields else ""
         return f"{path}.{key}: unknown {noun}{hint}"
 
 

@@ -434,7 +434,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         forward = {stage.index: stage for stage in request.stages}
         await self._refuse_bad_options(
             context,
-            [(s.name, s.index, forward[s.index].config, f", given the with: of {forward[s.index].name}") for s in planned if s.rollback and s.index in forward],
+            [(s.name, s.index, forward[s.index].config, f", rollback of {forward[s.index].name}") for s in planned if s.rollback and s.index in forward],
         )
         desc = {s.index: s.desc for s in requested}
         now = int(time.time())

@@ -52,7 +52,7 @@ def test_every_bad_field_is_reported_with_its_path():
     with pytest.raises(ConfigError) as err:
         structure(make_converter(), {"inner": {"replicas": "many", "extra": 1}, "timeout": 3}, Outer, path="config")
     problems = err.value.problems
-    assert "config.inner.extra: unknown field; valid: kubeConfigPath, replicas" in problems
+    assert "config.inner.extra: unknown field (valid: kubeConfigPath, replicas)" in problems
     assert 'config.inner.replicas: expected an integer, got "many"' in problems
     assert 'config.timeout: expected a duration such as "30s", got 3' in problems
 
@@ -90,7 +90,7 @@ def test_piped_config_errors_are_collected():
         "port: required; piped dials localhost:<port> (set spec.plugins[].port)",
         "deployTargets[0] (a).config.kubeConfigPath: required field is missing",
         "deployTargets[1].name: required, a non-empty string",
-        "deployTargets[2] (b).config.x: unknown field; valid: kubeConfigPath, replicas",
+        "deployTargets[2] (b).config.x: unknown field (valid: kubeConfigPath, replicas)",
     ]
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse_settings(app, "{")

@@ -111,7 +111,7 @@ def test_versions_bad_app_spec_names_the_field(every, tmp_path):
     with pytest.raises(grpc.RpcError) as err:
         every.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "spec.plugins.every.tpyo: unknown field; valid: versionTag" in err.value.details()
+    assert "spec.plugins.every.tpyo: unknown field (valid: versionTag)" in err.value.details()
 
 
 @pytest.mark.parametrize(
