@@ -192,7 +192,7 @@ class Decoder:
         build: t.Callable[[list[t.Any]], t.Any] = (
             tuple if kind is tuple else frozenset if kind is frozenset else set if kind in (set, collections.abc.Set, collections.abc.MutableSet) else list
         )
-        expected = f"a list of {len(fixed)} items" if fixed is not None else _expected(t.List[args[0]] if args else list)  # noqa: UP006
+        expected = f"a list of {len(fixed)} items" if fixed is not None else _list_of(args[0] if args else None)
 
         def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
             if not isinstance(value, list) or (fixed is not None and len(value) != len(fixed)):
@@ -265,13 +265,20 @@ def _expected(cls: t.Any, plain: bool = False) -> str:
     if name is None and (origin is t.Literal or (isinstance(cls, type) and issubclass(cls, enum.Enum))):
         name = "one of " + ", ".join(describe(v) for v in (t.get_args(cls) if origin is t.Literal else [m.value for m in cls]))
     if name is None and (origin in _SEQUENCES or cls in _SEQUENCES):
-        items = _expected(t.get_args(cls)[0], plain=True) if t.get_args(cls) else ""
-        name = f"a list of {_PLURALS.get(items, items + 's')}" if items else "a list"
+        name = _list_of(t.get_args(cls)[0] if t.get_args(cls) else None)
     if name is None:
         name = "a mapping"
     if plain:
         return {"an integer": "integer", "a number": "number", "a string": "string", "true or false": "bool"}.get(name, name.removeprefix("a "))
     return name
+
+
+def _list_of(item: t.Any) -> str:
+    """``a list of strings``, or ``a list`` when the items may be anything."""
+    if item is None or item is t.Any or item is object:
+        return "a list"
+    name = _expected(item, plain=True)
+    return f"a list of {_PLURALS.get(name, name + 's')}"
 
 
 _PLURALS = {"bool": "true/false values", "mapping": "mappings", "duration such as \"30s\"": "durations"}

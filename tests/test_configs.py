@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 import pipeplug
 from pipeplug.configs import ConfigError
+from pipeplug.configs import _camel
 from pipeplug.configs import make_converter
 from pipeplug.configs import parse_duration
 from pipeplug.configs import structure
@@ -94,3 +99,66 @@ def test_piped_config_errors_are_collected():
     ]
     with pytest.raises(ConfigError, match="not valid JSON"):
         parse_settings(app, "{")
+
+
+# -- strictness, property-based: no JSON value is ever coerced ---------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+
+
+@attrs.frozen
+class Scalars:
+    flag: bool = False
+    count: int = 0
+    ratio: float = 0.0
+    text: str = ""
+    names: list[str] = attrs.field(factory=list)
+    env: dict[str, str] = attrs.field(factory=dict)
+
+
+#: for each field, whether a decoded JSON value fits it exactly as Go's encoding/json decides
+FITS = {
+    "flag": lambda v: isinstance(v, bool),
+    "count": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "ratio": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "text": lambda v: isinstance(v, str),
+    "names": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "env": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from(sorted(FITS)), value=json_values)
+def test_a_value_is_accepted_exactly_when_go_would_accept_it(field, value):
+    converter = make_converter()
+    if value is None:  # null leaves the default, as Go leaves the zero value
+        assert structure(converter, {field: value}, Scalars, path="with") == Scalars()
+    elif FITS[field](value):
+        decoded = getattr(structure(converter, {field: value}, Scalars, path="with"), field)
+        assert decoded == value and type(decoded) is (float if field == "ratio" else type(value))
+    else:
+        with pytest.raises(ConfigError) as err:
+            structure(converter, {field: value}, Scalars, path="with")
+        assert err.value.problems and all(p.startswith(f"with.{_camel(field)}") for p in err.value.problems)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.builds(Scalars, names=st.lists(st.text(max_size=5)), env=st.dictionaries(st.text(max_size=5), st.text(max_size=5)), ratio=st.floats(allow_nan=False)))
+def test_what_json_holds_comes_back_unchanged(options):
+    as_json = json.loads(json.dumps({_camel(k): v for k, v in attrs.asdict(options).items()}))
+    assert structure(make_converter(), as_json, Scalars, path="with") == options
+
+
+def test_a_secret_field_never_shows_its_value_in_an_error():
+    @attrs.frozen
+    class WithSecret:
+        token: str = pipeplug.secret()
+
+    for value, shown in [(12345678, "a number"), (["hunter2hunter2"], "a list"), (True, "true")]:
+        with pytest.raises(ConfigError) as err:
+            structure(make_converter(), {"token": value}, WithSecret, path="config")
+        assert err.value.problems == [f"config.token: expected a string, got {shown}"]

@@ -20,6 +20,7 @@ from pipeplug.testing import PluginCallError
 from pipeplug.testing import PluginProcess
 from pipeplug.testing import PluginStartError
 
+from .dev_support import EXAMPLE_APP
 from .support import load_module
 
 PLUGIN = '''
@@ -237,3 +238,18 @@ def test_plugin_file_written_either_way_gives_the_same_answers(tmp_path):
             answers.append([client.execute_stage("DEPLOY", with_).message for with_, _ in BAD_OPTIONS])
     assert answers[0] == answers[1]
     assert textwrap.shorten(answers[0][0], 200) == 'stage DEPLOY: with.dryRun: expected true or false, got "false"'
+
+
+def test_pipeplug_dev_shows_a_bad_option_as_a_planning_failure_and_runs_nothing(dev):
+    app_config = dev.app_config(
+        {"name": "typo", "planner": {"alwaysUsePipeline": True}, "pipeline": {"stages": [{"name": "DIR_SYNC"}, {"name": "WAIT", "with": {"duration": 5}}]}}
+    )
+    result = dev.run(EXAMPLE_APP, "--app-config", app_config, "--plugin-config", dev.example_config(), "--json")
+    assert result.code == 1, result
+    assert result.record["status"] == "FAILURE"
+    assert result.record["status_reason"] == (
+        "Unable to plan the deployment (BuildPipelineSyncStages on example failed: INVALID_ARGUMENT: "
+        'stage 1 (WAIT): with.duration: expected a duration such as "30s", got 5)'
+    )
+    assert result.record["stages"] == []
+    assert not (dev.tmp / "target" / "current").exists()  # stage 0 (DIR_SYNC) never published anything
