@@ -20,11 +20,8 @@ same class again costs only the checks themselves.
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
 import datetime
-import difflib
 import enum
-import json
 import re
 import types
 import typing as t
@@ -33,8 +30,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_EXAMPLE = 'a duration such as "30s"'
 
-#: decodes one value: (value, path, problems, secret) -> result; appends to problems instead of raising
-Decode = t.Callable[[t.Any, str, list[str], bool], t.Any]
+#: decodes one value: (value, path, key, problems, secret) -> result. The value's path is ``path + key``
+#: (``key`` such as ``.retries`` or ``[2]``), joined only when there is a problem to report, which
+#: is appended to ``problems`` instead of raised; a secret's value is never shown.
+Decode = t.Callable[[t.Any, str, str, list[str], bool], t.Any]
 
 
 class ConfigError(ValueError):
@@ -84,6 +83,8 @@ def describe(value: t.Any, secret: bool = False) -> str:
     if secret:
         return "a string" if isinstance(value, str) else "a number" if isinstance(value, (int, float)) else f"a {type(value).__name__}"
     if isinstance(value, (str, int, float)):
+        import json
+
         text = json.dumps(value, ensure_ascii=False)
         return text if len(text) <= 60 else text[:57] + '..."'
     return f"a {type(value).__name__}"
@@ -110,7 +111,7 @@ class Decoder:
         if cls is None or cls is t.Any:
             return value
         problems: list[str] = []
-        result = self.decoder(cls, lenient)(value, path, problems, False)
+        result = self.decoder(cls, lenient)(value, path, "", problems, False)
         if problems:
             raise ConfigError(problems)
         return result
@@ -123,8 +124,6 @@ class Decoder:
         except TypeError:  # an unhashable annotation (Annotated with a list, say): build it every time
             return self._build(cls, lenient)
         if found is None:
-            # A class may refer to itself: look up its decoder at call time while it is being built.
-            self._decoders[key] = lambda v, p, problems, s: self._decoders[key](v, p, problems, s)
             found = self._decoders[key] = self._build(cls, lenient)
         return found
 
@@ -133,124 +132,161 @@ class Decoder:
         if origin is t.Annotated:
             return self.decoder(args[0], lenient)
         if cls is t.Any or cls is object:
-            return lambda value, path, problems, secret: value
-        if cls is bool:
-            return _scalar(lambda v: isinstance(v, bool), "true or false")
-        if cls is int:
-            return _scalar(lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer")
-        if cls is float:
-            return _scalar(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number", float)
-        if cls is str:
-            return _scalar(lambda v: isinstance(v, str), "a string")
-        if cls is datetime.timedelta:
-            return _duration
+            return _anything
+        scalar = _SCALARS.get(cls)
+        if scalar is not None:
+            return scalar
         if cls is None or cls is type(None):
-            return _scalar(lambda v: v is None, "null")
+            return _choice([None])
         if origin is t.Literal:
             return _choice(list(args))
         if isinstance(cls, type) and issubclass(cls, enum.Enum):
             return _choice([member.value for member in cls], cls)
         if origin in (t.Union, types.UnionType):
             return self._union(args, lenient)
-        if cls in (list, tuple, set, frozenset) or origin in _SEQUENCES:
+        if cls in _SEQUENCES or origin in _SEQUENCES:
             return self._sequence(origin or cls, args, lenient)
-        if cls is dict or origin in _MAPPINGS:
+        if cls in _MAPPINGS or origin in _MAPPINGS:
             return self._mapping(args, lenient)
-        if isinstance(cls, type) and (hasattr(cls, "__attrs_attrs__") or dataclasses.is_dataclass(cls)):
+        if isinstance(cls, type) and (hasattr(cls, "__attrs_attrs__") or hasattr(cls, "__dataclass_fields__")):
             return _ClassDecoder(self, cls, lenient)
         name = getattr(cls, "__name__", None) or str(cls).replace("typing.", "")
         message = f"pipeplug cannot decode type {name}; use str, int, float, bool, datetime.timedelta, an Enum, a Literal, lists, dicts or attrs classes"
-        return lambda value, path, problems, secret: problems.append(f"{path}: {message}")
+        return lambda value, path, key, problems, secret: problems.append(f"{path}{key}: {message}")
 
     def _union(self, args: tuple[t.Any, ...], lenient: bool) -> Decode:
         optional = type(None) in args
         members = [arg for arg in args if arg is not type(None)]
         if optional and len(members) == 1:
             inner = self.decoder(members[0], lenient)
-            return lambda value, path, problems, secret: None if value is None else inner(value, path, problems, secret)
+            return lambda value, path, key, problems, secret: None if value is None else inner(value, path, key, problems, secret)
         decoders = [self.decoder(arg, lenient) for arg in members]
         expected = " or ".join(_expected(arg) for arg in members) + (" or null" if optional else "")
 
-        def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
+        def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
             if value is None and optional:
                 return None
             for each in decoders:  # the first member the value fits, as written
                 attempt: list[str] = []
-                result = each(value, path, attempt, secret)
+                result = each(value, path, key, attempt, secret)
                 if not attempt:
                     return result
-            problems.append(f"{path}: expected {expected}, got {describe(value, secret)}")
+            problems.append(f"{path}{key}: expected {expected}, got {describe(value, secret)}")
             return None
 
         return decode
 
     def _sequence(self, kind: t.Any, args: tuple[t.Any, ...], lenient: bool) -> Decode:
-        fixed: list[Decode] | None = None
-        if kind is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            fixed = [self.decoder(arg, lenient) for arg in args]
-        item = self.decoder(args[0] if args else t.Any, lenient)
-        build: t.Callable[[list[t.Any]], t.Any] = (
+        build: t.Callable[[t.Iterable[t.Any]], t.Any] = (
             tuple if kind is tuple else frozenset if kind is frozenset else set if kind in (set, collections.abc.Set, collections.abc.MutableSet) else list
         )
-        expected = f"a list of {len(fixed)} items" if fixed is not None else _list_of(args[0] if args else None)
+        if kind is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            fixed = [self.decoder(arg, lenient) for arg in args]
+            expected = f"a list of {len(fixed)} items"
 
-        def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
-            if not isinstance(value, list) or (fixed is not None and len(value) != len(fixed)):
-                problems.append(f"{path}: expected {expected}, got {describe(value, secret)}")
+            def decode_fixed(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+                if not isinstance(value, list) or len(value) != len(fixed):
+                    problems.append(f"{path}{key}: expected {expected}, got {describe(value, secret)}")
+                    return None
+                here = path + key
+                return build([each(v, here, f"[{i}]", problems, secret) for i, (each, v) in enumerate(zip(fixed, value))])
+
+            return decode_fixed
+        item_type = args[0] if args else t.Any
+        item = self.decoder(item_type, lenient)
+        exact = _EXACT.get(item_type)  # items that need no decoding when of this exact type (a list of strings)
+        expected = _list_of(item_type)
+
+        def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+            if not isinstance(value, list):
+                problems.append(f"{path}{key}: expected {expected}, got {describe(value, secret)}")
                 return None
-            decoders = fixed or [item] * len(value)
-            return build([each(v, f"{path}[{i}]", problems, secret) for i, (each, v) in enumerate(zip(decoders, value))])
+            if exact is not None and all(v.__class__ is exact for v in value):
+                return build(value)
+            here = path + key
+            return build([item(v, here, f"[{i}]", problems, secret) for i, v in enumerate(value)])
 
         return decode
 
     def _mapping(self, args: tuple[t.Any, ...], lenient: bool) -> Decode:
         key_type, value_type = (args[0], args[1]) if len(args) == 2 else (str, t.Any)
         keys, values = self.decoder(key_type, lenient), self.decoder(value_type, lenient)
+        exact = _EXACT.get(value_type) if key_type is str else None
         expected = "a mapping" if value_type is t.Any else f"a mapping of {_expected(key_type, plain=True)} to {_expected(value_type, plain=True)}"
 
-        def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
+        def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
             if not isinstance(value, dict):
-                problems.append(f"{path}: expected {expected}, got {describe(value, secret)}")
+                problems.append(f"{path}{key}: expected {expected}, got {describe(value, secret)}")
                 return None
-            return {keys(k, f"{path}.{k}", problems, secret): values(v, f"{path}.{k}", problems, secret) for k, v in value.items()}
+            if exact is not None and all(v.__class__ is exact for v in value.values()):
+                return dict(value)
+            here = path + key
+            return {keys(k, here, f".{k}", problems, secret): values(v, here, f".{k}", problems, secret) for k, v in value.items()}
 
         return decode
 
 
 _SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence, collections.abc.Set, collections.abc.MutableSet)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+#: JSON values that are already what these types want (json.loads makes exact types)
+_EXACT: dict[t.Any, type] = {str: str, int: int, bool: bool, t.Any: object}
 
 
-def _scalar(fits: t.Callable[[t.Any], bool], expected: str, convert: t.Callable[[t.Any], t.Any] | None = None) -> Decode:
-    def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
-        if fits(value):
-            return value if convert is None else convert(value)
-        problems.append(f"{path}: expected {expected}, got {describe(value, secret)}")
-        return None
-
-    return decode
+def _anything(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+    return value
 
 
-def _duration(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
+def _bool(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+    if value is True or value is False:
+        return value
+    problems.append(f"{path}{key}: expected true or false, got {describe(value, secret)}")
+    return None
+
+
+def _int(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+    if isinstance(value, int) and value is not True and value is not False:
+        return value
+    problems.append(f"{path}{key}: expected an integer, got {describe(value, secret)}")
+    return None
+
+
+def _float(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+    if isinstance(value, (int, float)) and value is not True and value is not False:
+        return float(value)
+    problems.append(f"{path}{key}: expected a number, got {describe(value, secret)}")
+    return None
+
+
+def _str(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+    if isinstance(value, str):
+        return value
+    problems.append(f"{path}{key}: expected a string, got {describe(value, secret)}")
+    return None
+
+
+def _duration(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
     try:
         return parse_duration(value)
     except ValueError:
-        problems.append(f"{path}: expected {_DURATION_EXAMPLE}, got {describe(value, secret)}")
+        problems.append(f"{path}{key}: expected {_DURATION_EXAMPLE}, got {describe(value, secret)}")
         return None
+
+
+_SCALARS: dict[t.Any, Decode] = {bool: _bool, int: _int, float: _float, str: _str, datetime.timedelta: _duration}
 
 
 def _choice(values: list[t.Any], enum_class: type[enum.Enum] | None = None) -> Decode:
     """A Literal or an Enum: the value must be one of ``values`` exactly, type included (``1`` is not ``true``)."""
-    allowed = {(type(v), v): v for v in values}
-    expected = "one of " + ", ".join(describe(v) for v in values)
+    allowed = {(type(v), v) for v in values}
+    expected = "null" if values == [None] else "one of " + ", ".join(describe(v) for v in values)
 
-    def decode(value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
+    def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
         try:
             found = (type(value), value) in allowed
         except TypeError:  # a list or a mapping: unhashable, and never one of the choices
             found = False
         if not found:
-            problems.append(f"{path}: expected {expected}, got {describe(value, secret)}")
+            problems.append(f"{path}{key}: expected {expected}, got {describe(value, secret)}")
             return None
         return value if enum_class is None else enum_class(value)
 
@@ -281,22 +317,25 @@ def _list_of(item: t.Any) -> str:
     return f"a list of {_PLURALS.get(name, name + 's')}"
 
 
-_PLURALS = {"bool": "true/false values", "mapping": "mappings", "duration such as \"30s\"": "durations"}
+_PLURALS = {"bool": "true/false values", "mapping": "mappings", 'duration such as "30s"': "durations"}
 
 
 class _Field:
-    __slots__ = ("name", "key", "snake", "decode", "required", "secret")
+    __slots__ = ("name", "key", "snake", "dotted", "decode", "required", "secret")
 
-    def __init__(self, name: str, key: str, snake: str, decode: Decode, required: bool, secret: bool) -> None:
-        self.name, self.key, self.snake, self.decode, self.required, self.secret = name, key, snake, decode, required, secret
+    def __init__(self, name: str, decode: Decode, required: bool, secret: bool) -> None:
+        self.name, self.key, self.snake = name, _camel(name), name
+        self.dotted = "." + self.key
+        self.decode, self.required, self.secret = decode, required, secret
 
 
 class _ClassDecoder:
-    """Decodes a mapping into an attrs class or dataclass, field by field; built on first use."""
+    """Decodes a mapping into an attrs class or dataclass, field by field; reads the class on first use."""
 
     def __init__(self, decoder: Decoder, cls: type, lenient: bool) -> None:
         self.decoder, self.cls, self.lenient = decoder, cls, lenient
         self.fields: list[_Field] | None = None
+        self.required: list[_Field] = []
         self.by_key: dict[str, _Field] = {}
         self.broken = ""
 
@@ -309,58 +348,61 @@ class _ClassDecoder:
             hints = {}
         fields = []
         for name, init, default, metadata in _declared_fields(cls):
-            if not init:
-                continue
-            field = _Field(name, _camel(name), name, self.decoder.decoder(hints.get(name, t.Any), self.lenient), not default, bool(metadata.get("secret")))
-            fields.append(field)
+            if init:
+                fields.append(_Field(name, self.decoder.decoder(hints.get(name, t.Any), self.lenient), not default, bool(metadata.get("secret"))))
+        for field in fields:
             self.by_key[field.key] = self.by_key[field.snake] = field
+        self.required = [f for f in fields if f.required]
         self.fields = fields
         return fields
 
-    def __call__(self, value: t.Any, path: str, problems: list[str], secret: bool) -> t.Any:
-        fields = self.fields if self.fields is not None else self._read_class()
+    def __call__(self, value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+        if self.fields is None:
+            self._read_class()
         if self.broken:
-            problems.append(f"{path}: {self.broken}")
+            problems.append(f"{path}{key}: {self.broken}")
             return None
         if not isinstance(value, dict):
-            problems.append(f"{path}: expected a mapping, got {describe(value, secret)}")
+            problems.append(f"{path}{key}: expected a mapping, got {describe(value, secret)}")
             return None
+        here = path + key
         before = len(problems)
         kwargs: dict[str, t.Any] = {}
+        unset: set[str] | None = None  # fields given as null: their default stays, as Go leaves the zero value
         by_key = self.by_key
-        for key, item in value.items():
-            field = by_key.get(key)
+        for name, item in value.items():
+            field = by_key.get(name)
             if field is None:
                 if not self.lenient:
-                    problems.append(self._unknown(key, path))
+                    problems.append(self._unknown(name, here))
                 continue
-            if field.name in kwargs:
-                problems.append(f'{path}.{field.key}: given twice, as "{field.key}" and "{field.snake}"; keep one')
-                continue
-            if item is None and not field.required:
-                kwargs[field.name] = _DEFAULT  # null means "not set", as Go leaves the zero value
-                continue
-            kwargs[field.name] = field.decode(item, f"{path}.{field.key}", problems, secret or field.secret)
-        for field in fields:
-            if field.required and field.name not in kwargs:
-                problems.append(f"{path}.{field.key}: required field is missing")
+            if field.name in kwargs or (unset is not None and field.name in unset):
+                problems.append(f'{here}{field.dotted}: given twice, as "{field.key}" and "{field.snake}"; keep one')
+            elif item is None and not field.required:
+                unset = unset or set()
+                unset.add(field.name)
+            else:
+                kwargs[field.name] = field.decode(item, here, field.dotted, problems, secret or field.secret)
+        for field in self.required:
+            if field.name not in kwargs:
+                problems.append(f"{here}{field.dotted}: required field is missing")
         if len(problems) > before:
             return None
         try:
-            return self.cls(**{k: v for k, v in kwargs.items() if v is not _DEFAULT})
+            return self.cls(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the class's own validators, or its __attrs_post_init__
-            problems.append(f"{path}: {exc}" if isinstance(exc, (ValueError, TypeError)) else f"{path}: {type(exc).__name__}: {exc}")
+            problems.append(f"{here}: {exc}" if isinstance(exc, (ValueError, TypeError)) else f"{here}: {type(exc).__name__}: {exc}")
             return None
 
     def _unknown(self, key: t.Any, path: str) -> str:
+        import difflib  # only a config with a typo pays for it
+
         noun = "option" if path.split(".", 1)[0].split("[", 1)[0] == "with" else "field"
-        names = {f.key.lower(): f.key for f in self.fields or ()} | {f.snake.lower(): f.key for f in self.fields or ()}
+        fields = self.fields or []
+        names = {f.key.lower(): f.key for f in fields} | {f.snake.lower(): f.key for f in fields}
         close = difflib.get_close_matches(str(key).lower(), names, n=1, cutoff=0.6)
-        hint = f'; did you mean "{names[close[0]]}"?' if close else f" (valid: {', '.join(f.key for f in self.fields or ())})" if self.fields else ""
+        hint = f'; did you mean "{names[close[0]]}"?' if close else f" (valid: {', '.join(f.key for f in fields)})" if fields else ""
         return f"{path}.{key}: unknown {noun}{hint}"
-
-
-_DEFAULT: t.Any = object()
 
 
 def _declared_fields(cls: type) -> list[tuple[str, bool, bool, t.Mapping[str, t.Any]]]:
@@ -369,6 +411,8 @@ def _declared_fields(cls: type) -> list[tuple[str, bool, bool, t.Mapping[str, t.
         import attrs
 
         return [(getattr(a, "alias", None) or a.name.lstrip("_"), a.init, a.default is not attrs.NOTHING, a.metadata) for a in attrs.fields(cls)]
+    import dataclasses  # not at the top: it imports inspect, which a plugin's start does not need
+
     missing = dataclasses.MISSING
     return [(f.name, f.init, f.default is not missing or f.default_factory is not missing, f.metadata) for f in dataclasses.fields(cls)]
 
