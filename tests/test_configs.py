@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import enum
 import json
+import typing as t
 
 import attrs
 import pytest
@@ -162,3 +165,52 @@ def test_a_secret_field_never_shows_its_value_in_an_error():
         with pytest.raises(ConfigError) as err:
             structure(make_converter(), {"token": value}, WithSecret, path="config")
         assert err.value.problems == [f"config.token: expected a string, got {shown}"]
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SAFE = "safe"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    name: str
+    weight: int = 1
+
+
+@attrs.frozen
+class Rich:
+    mode: Mode = Mode.SAFE
+    steps: tuple[Step, ...] = ()
+    pair: tuple[int, str] = (0, "")
+    tags: frozenset[str] = frozenset()
+    limit: t.Optional[int] = None
+    either: t.Union[int, str] = 0
+    waits: dict[str, datetime.timedelta] = attrs.field(factory=dict)
+
+
+def test_enums_dataclasses_tuples_sets_and_unions():
+    value = {"mode": "fast", "steps": [{"name": "a"}, {"name": "b", "weight": 2}], "pair": [1, "x"], "tags": ["a", "a"], "limit": None,
+             "either": "x", "waits": {"short": "1s"}}  # fmt: skip
+    rich = structure(make_converter(), value, Rich, path="with")
+    assert rich == Rich(Mode.FAST, (Step("a"), Step("b", 2)), (1, "x"), frozenset({"a"}), None, "x", {"short": datetime.timedelta(seconds=1)})
+    bad = {"mode": "FAST", "steps": [{"name": 1, "wieght": 2}], "pair": [1], "tags": "a", "limit": 1.5, "either": 1.5, "waits": {"short": 1}}
+    with pytest.raises(ConfigError) as err:
+        structure(make_converter(), bad, Rich, path="with")
+    assert err.value.problems == [
+        'with.mode: expected one of "fast", "safe", got "FAST"',
+        "with.steps[0].name: expected a string, got 1",
+        'with.steps[0].wieght: unknown option; did you mean "weight"?',
+        "with.pair: expected a list of 2 items, got a list",
+        'with.tags: expected a list of strings, got "a"',
+        "with.limit: expected an integer, got 1.5",
+        "with.either: expected an integer or a string, got 1.5",
+        'with.waits.short: expected a duration such as "30s", got 1',
+    ]
+
+
+def test_lenient_decoding_ignores_unknown_keys_but_not_wrong_types():
+    converter = make_converter()
+    assert structure(converter, {"replicas": 2, "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True) == Inner("/k", 2)
+    with pytest.raises(ConfigError, match=r"^with.replicas: expected an integer, got \"2\"$"):
+        structure(converter, {"replicas": "2", "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True)
