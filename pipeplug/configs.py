@@ -245,7 +245,10 @@ def _bool(value: t.Any, path: str, key: str, problems: list[str], secret: bool) 
 
 def _int(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
     if isinstance(value, int) and value is not True and value is not False:
-        return value
+        if -(2**63) <= value < 2**63:
+            return value
+        problems.append(f"{path}{key}: expected an integer that fits in 64 bits, got {describe(value, secret)}")  # as Go's int
+        return None
     problems.append(f"{path}{key}: expected an integer, got {describe(value, secret)}")
     return None
 

@@ -126,7 +126,7 @@ class Scalars:
 #: for each field, whether a decoded JSON value fits it exactly as Go's encoding/json decides
 FITS = {
     "flag": lambda v: isinstance(v, bool),
-    "count": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "count": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63,
     "ratio": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "text": lambda v: isinstance(v, str),
     "names": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),

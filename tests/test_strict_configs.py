@@ -109,6 +109,7 @@ BAD_OPTIONS = [
     ({"retries": 3.0}, "with.retries: expected an integer, got 3.0"),
     ({"retries": True}, "with.retries: expected an integer, got true"),
     ({"retries": "2"}, 'with.retries: expected an integer, got "2"'),
+    ({"retries": 2**64}, "with.retries: expected an integer that fits in 64 bits, got 18446744073709551616"),
     ({"names": "abc"}, 'with.names: expected a list of strings, got "abc"'),
     ({"names": ["a", 1]}, "with.names[1]: expected a string, got 1"),
     ({"url": 123}, "with.url: expected a string, got 123"),
