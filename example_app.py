@@ -197,11 +197,11 @@ async def wait(ctx: pipeplug.Context, options: WaitOptions) -> StageResult | Non
 
 
 def plan_approval(stage: pipeplug.StageRequest) -> PlannedStage:
-    """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press."""
-    approvers = stage.config.get("approvers") or []
-    if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
-        raise ValueError(f"WAIT_APPROVAL at index {stage.index}: with.approvers must be a list of user names, got {approvers!r}")
-    return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=approvers)
+    """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press.
+
+    pipeplug has already checked ``stage.config`` against ApprovalOptions, so ``approvers`` is a list of names.
+    """
+    return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=stage.config["approvers"])
 
 
 @app.stage("WAIT_APPROVAL", plan=plan_approval)

@@ -16,8 +16,7 @@ from .handlers import RegistrationError
 from .handlers import analyse
 
 if t.TYPE_CHECKING:
-    import cattrs
-
+    from .configs import Decoder
     from .testing import TestClient
     from .types import PlannedStage
     from .types import StageRequest
@@ -110,11 +109,8 @@ class App:
         return f"<pipeplug.App {self.name!r} stages={list(self.stages)}>"
 
     @functools.cached_property
-    def converter(self) -> cattrs.Converter:
-        """Converts user config values; one per app so hooks never leak between apps.
-
-        Built on first use, so a plugin that never structures a config class never imports cattrs.
-        """
+    def converter(self) -> Decoder:
+        """Decodes user config values strictly into their classes; one per app, built on first use."""
         return make_converter()
 
     # -- stages -----------------------------------------------------------

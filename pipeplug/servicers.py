@@ -170,18 +170,27 @@ class Dispatcher:
                 raise InputError(f"{source.application_config_filename or 'app config'}: cannot parse: {exc}") from None
             section = ((app_config.get("spec") or {}).get("plugins") or {}).get(self.settings.name) or {}
         if self.app.app_spec_class is None:
-            return section  # no class to structure into: the converter (and cattrs) need not load
+            return section  # no class to structure into
         try:
             return structure(self.app.converter, section, self.app.app_spec_class, path=path)
         except ConfigError as exc:
             raise InputError("; ".join(exc.problems)) from None
 
     def options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
-        """The stage's ``with:`` structured into its options class; errors name the field.
+        """The stage's ``with:`` structured into its options class; an InputError names each bad field."""
+        try:
+            return self.structure_options(spec, stage_config)
+        except ConfigError as exc:
+            raise InputError("; ".join(exc.problems)) from None
+
+    def structure_options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
+        """The stage's ``with:`` structured into its options class, or a ConfigError naming each bad field.
 
         piped sends the same ``with:`` for a stage in every deployment of an
         application, so an immutable options object (a frozen attrs class
         of immutable fields) is structured once per distinct config and shared.
+        A rollback stage gets the ``with:`` of the forward stage at its index, so
+        keys its class does not declare are ignored there.
         """
         if spec.name not in self._reuse:
             self._reuse[spec.name] = {} if _immutable(spec.handler.options_type) else None
@@ -193,18 +202,12 @@ class Dispatcher:
         try:
             raw = json.loads(stage_config) if stage_config else {}
         except ValueError as exc:
-            raise InputError(f"with: not valid JSON ({exc})") from None
+            raise ConfigError([f"with: not valid JSON ({exc})"]) from None
         if raw is None:
             raw = {}
         cls = spec.handler.options_type
-        try:
-            plain = cls is None or cls is t.Any or (cls is dict and isinstance(raw, dict))  # as decoded: no converter (nor cattrs) needed
-            value = raw if plain else self.app.converter.structure(raw, cls)
-        except Exception:  # noqa: BLE001 - structure again for an error that names each bad field
-            try:
-                value = structure(self.app.converter, raw, cls, path="with")
-            except ConfigError as exc:
-                raise InputError("; ".join(exc.problems)) from None
+        plain = cls is None or cls is t.Any or (cls is dict and isinstance(raw, dict))  # as decoded: no decoder needed
+        value = raw if plain else self.app.converter.structure(raw, cls, path="with", lenient=spec.rollback)
         if reuse is not None and len(stage_config) <= _REUSE_MAX_BYTES:
             if len(reuse) >= _REUSE_LIMIT:
                 del reuse[next(iter(reuse))]
@@ -415,6 +418,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"stages[{i}] ({stage.name}).config: not valid JSON ({exc})")
             requested.append(StageRequest(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
+        # Every stage's options are checked before any stage runs, as the official SCRIPT_RUN does.
+        await self._refuse_bad_options(context, [(stage.name, stage.index, stage.config, "") for stage in request.stages])
         handler = self.app.hooks.get("pipeline")
         if handler is None:
             planned = await checked(context, lambda: self._default_pipeline(requested, request.rollback))
@@ -425,9 +430,29 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             label = f"@app.pipeline handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             await checked(context, lambda: self._check_planned(planned, requested, label))
+        # A rollback stage is executed with the `with:` of the stage at its index (piped's scheduler does so).
+        forward = {stage.index: stage for stage in request.stages}
+        await self._refuse_bad_options(
+            context,
+            [(s.name, s.index, forward[s.index].config, f", rollback of {forward[s.index].name}") for s in planned if s.rollback and s.index in forward],
+        )
         desc = {s.index: s.desc for s in requested}
         now = int(time.time())
         return deploy_pb.BuildPipelineSyncStagesResponse(stages=[wire.stage_to_pb(s, desc=desc.get(s.index, ""), now=now) for s in planned])
+
+    async def _refuse_bad_options(self, context: t.Any, stages: list[tuple[str, int, bytes, str]]) -> None:
+        """End the call with INVALID_ARGUMENT naming every bad option of the (name, index, with:, note) stages this plugin serves."""
+        problems = []
+        for name, index, config, note in stages:
+            spec = self.app.stages.get(name)
+            if spec is None or spec.handler.options_type is None:
+                continue
+            try:
+                self.d.structure_options(spec, config)
+            except ConfigError as exc:
+                problems += [f"stage {index} ({name}{note}): {problem}" for problem in exc.problems]
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
 
     def _default_pipeline(self, requested: list[StageRequest], rollback: bool) -> list[PlannedStage]:
         from .types import PlannedStage

@@ -111,7 +111,7 @@ def test_config_that_does_not_fit_prints_every_bad_field():
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "the plugin config from --config does not fit plugin 'every':" in result.stderr
-    assert "config: unknown field(s) stateDirr" in result.stderr
+    assert 'config.stateDirr: unknown field; did you mean "stateDir"?' in result.stderr
     assert "deployTargets[0] (a).config.region: required field is missing" in result.stderr
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # never bound

@@ -103,8 +103,8 @@ def test_wait_approval_is_planned_with_an_approve_button_for_its_approvers(examp
 def test_a_bad_approvers_list_fails_the_plan_clearly(example_client) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PluginCallError) as failed:
         example_client.build_pipeline_sync_stages([{"name": "WAIT_APPROVAL", "with": {"approvers": "alice"}}], rollback=False)
-    assert failed.value.code == grpc.StatusCode.INTERNAL
-    assert "WAIT_APPROVAL at index 0: with.approvers must be a list of user names, got 'alice'" in failed.value.details
+    assert failed.value.code == grpc.StatusCode.INVALID_ARGUMENT  # checked against ApprovalOptions before plan= runs
+    assert failed.value.details == 'stage 0 (WAIT_APPROVAL): with.approvers: expected a list of strings, got "alice"'
 
 
 def test_wait_approval_counts_only_its_approvers_once_each(example_client, piped) -> None:  # type: ignore[no-untyped-def]

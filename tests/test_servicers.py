@@ -111,7 +111,7 @@ def test_versions_bad_app_spec_names_the_field(every, tmp_path):
     with pytest.raises(grpc.RpcError) as err:
         every.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "spec.plugins.every: unknown field(s) tpyo" in err.value.details()
+    assert "spec.plugins.every.tpyo: unknown field (valid: versionTag)" in err.value.details()
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_invalid_options_name_the_field(every):
     res = execute(every, "ASYNC_SLEEP", {})
     assert res.message == "stage ASYNC_SLEEP: with.duration: required field is missing"
     res = execute(every, "ASYNC_SLEEP", {"duration": "1s", "durration": "2s"})
-    assert res.message == "stage ASYNC_SLEEP: with: unknown field(s) durration"
+    assert res.message == 'stage ASYNC_SLEEP: with.durration: unknown option; did you mean "duration"?'
     res = execute(every, "ASYNC_SLEEP", b"{not json")
     assert res.message.startswith("stage ASYNC_SLEEP: with: not valid JSON")
 
