@@ -34,6 +34,7 @@ from .handlers import Handler
 from .results import normalise_stage_result
 from .stagelog import current_stage
 from .stagelog import route_logging
+from .suggest import did_you_mean
 
 # The value classes (pipeplug.types) are imported by the methods that use them, so that
 # starting a plugin loads neither them nor attrs.
@@ -343,9 +344,13 @@ async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str
 
 
 def expect_list(value: t.Any, item: type, label: str) -> list[t.Any]:
-    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back."""
+    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back.
+
+    None is refused too: it is almost always a forgotten ``return``, and an
+    empty plan or version list must be asked for with ``return []``.
+    """
     if value is None:
-        return []
+        raise HandlerResultError(f"{label} returned None; expected a list of {item.__name__} (a missing `return`? return [] for none)")
     if isinstance(value, item) or not isinstance(value, (list, tuple)):
         raise HandlerResultError(f"{label} returned {value!r}; expected a list of {item.__name__}")
     for entry in value:
@@ -451,7 +456,10 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         seen: dict[bool, set[int]] = {True: set(), False: set()}
         for stage in planned:
             if stage.name not in self.app.stages:
-                raise HandlerResultError(f"{label} planned stage {stage.name!r}, which this plugin does not define; piped could not route it")
+                raise HandlerResultError(
+                    f"{label} planned stage {stage.name!r}{did_you_mean(stage.name, self.app.stages)}, "
+                    "which this plugin does not define; piped could not route it"
+                )
             if stage.index not in allowed:
                 raise HandlerResultError(f"{label} planned {stage.name!r} at index {stage.index}, which piped did not request (requested: {sorted(allowed)})")
             if stage.index in seen[stage.rollback]:
@@ -475,7 +483,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             unknown = [s.name for s in planned if s.name not in self.app.stages]
             if unknown:
-                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define")
+                hint = did_you_mean(unknown[0], self.app.stages)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define{hint}")
         now = int(time.time())
         stages = [wire.stage_to_pb(s, desc=s.desc, now=now) for s in planned]
         for stage in stages:
@@ -492,7 +501,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         spec = self.app.stages.get(stage.name)
         if spec is None:
             served = ", ".join(self.app.stages) or "none"
-            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}; it serves: {served}"
+            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}{did_you_mean(stage.name, self.app.stages)}; it serves: {served}"
             log.error("%s (deployment %s)", message, inp.deployment.id)
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_FAILURE, message=message)
         # The stage runs right here, not in a helper coroutine: a held stage then costs one

@@ -219,6 +219,38 @@ def test_bad_return_value_is_failure_naming_the_shapes(every):
     assert "returned 42; expected None (success), a pipeplug.StageStatus" in res.message
 
 
+@pytest.mark.parametrize("status", ["RUNNING", "NOT_STARTED_YET"])
+def test_a_non_final_status_is_failure_naming_the_handler(every, status):
+    """Real piped parks the deployment on a non-final status; the Go SDK fails the stage instead, and so does pipeplug."""
+    res = execute(every, "OUTCOME", {"status": status, "message": "still going"})
+    assert res.status == model_pb.STAGE_FAILURE
+    assert res.message == (
+        f"stage OUTCOME handler outcome() returned StageResult with status StageStatus.{status}, which does not end a stage "
+        "(piped would leave the deployment RUNNING); return SUCCESS, FAILURE, SKIPPED, EXITED or CANCELLED. Its message: still going"
+    )
+
+
+def test_list_hooks_returning_none_name_the_hook():
+    app = pipeplug.App("forgetful")
+    app.stage("A")(lambda: None)
+    for hook in ("versions", "pipeline", "quick_sync", "plan_preview"):
+        getattr(app, hook)(lambda: None)
+    with served(app) as stubs:
+        inp = pb.PlanPluginInput(deployment=model_pb.Deployment(id="d"))
+        calls = {
+            "versions": lambda: stubs.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp)),
+            "pipeline": lambda: stubs.deployment.BuildPipelineSyncStages(pb.BuildPipelineSyncStagesRequest()),
+            "quick_sync": lambda: stubs.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest()),
+            "plan_preview": lambda: stubs.planpreview.GetPlanPreview(planpreview_pb2.GetPlanPreviewRequest()),
+        }
+        for hook, call in calls.items():
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert err.value.details().startswith(f"@app.{hook} handler test_list_hooks_returning_none_name_the_hook.<locals>.<lambda>() returned None;")
+            assert "a missing `return`? return [] for none" in err.value.details()
+
+
 def test_invalid_options_name_the_field(every):
     res = execute(every, "ASYNC_SLEEP", {"duration": 5})
     assert (res.status, res.message) == (model_pb.STAGE_FAILURE, 'stage ASYNC_SLEEP: with.duration: expected a duration such as "30s", got 5')
@@ -237,6 +269,7 @@ def test_unknown_stage_lists_served_stages(every):
         "stage 'K8S_SYNC' is not served by plugin 'every'; it serves: "
         "EVERY_SYNC, EVERY_ROLLBACK, ASYNC_SLEEP, SYNC_SLEEP, OUTCOME, RAISE, BAD_RETURN"
     )
+    assert execute(every, "EVERY_SINC").message.startswith("stage 'EVERY_SINC' is not served by plugin 'every' (did you mean 'EVERY_SYNC'?); it serves: ")
 
 
 @pytest.mark.parametrize(
