@@ -212,6 +212,21 @@ class Dispatcher:
             reuse[stage_config] = value
         return value
 
+    def no_deploy_targets(self, names: t.Sized, rpc: str) -> str:
+        """Why a call naming no deploy targets is refused ("" when it is fine), as the Go SDK refuses it.
+
+        Only a plugin that declares a deploy-target config deploys *to* something;
+        a call that names no target for it is a misregistered application, and a
+        handler given an empty list would act on nothing (upstream #7115/#7116).
+        """
+        if self.app.deploy_target_config_class is None or len(names):
+            return ""
+        return (
+            f"no deploy targets provided: plugin {self.settings.name!r} declares a deploy-target config, but piped sent "
+            f"{rpc} no deploy target for it; pick the application's deploy targets for this plugin when registering it "
+            "(piped copies them from the application's deploy_targets_by_plugin)"
+        )
+
     def context(self, rpc: str, deployment_pb: t.Any = None, **fields: t.Any) -> Context:
         if deployment_pb is not None:
             fields.setdefault("application_id", deployment_pb.application_id)
@@ -508,6 +523,15 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         # frame less, and a plugin may hold thousands.
         ctx, values = self.d.stage_call(spec, inp)
         started = time.monotonic()
+        if self.app.deploy_target_config_class is not None:
+            entry = inp.deployment.deploy_targets_by_plugin.get(self.d.settings.name)
+            refused = self.d.no_deploy_targets(entry.deploy_targets if entry is not None else (), "ExecuteStage")
+            if refused:
+                # piped shows no gRPC error text: the stage log is where users read why
+                completed = self.d.stage_ended(spec, ctx, StageStatus.FAILURE, refused, started, False)
+                if completed is not None:
+                    await asyncio.shield(completed)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         routed = self.d.stage_begins(ctx)
         logged = False
         try:

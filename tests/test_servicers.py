@@ -23,6 +23,8 @@ from pipeplug._gen.plugin import deployment_pb2 as pb
 from pipeplug._gen.plugin import livestate_pb2
 from pipeplug._gen.plugin import planpreview_pb2
 
+from pipeplug.testing import PluginCallError
+
 from .support import load_test_app
 from .support import served
 
@@ -200,6 +202,32 @@ def test_plan_preview(every, tmp_path):
         ("dev", "would deploy to dev", True, b"+ a\n"),
         ("prod", "would deploy to prod", True, b"+ a\n"),
     ]
+
+
+def test_no_deploy_targets_is_refused_before_the_handler_runs(tmp_path):
+    """The Go SDK refuses such calls (upstream #7115/#7116); an empty list used to reach the handler."""
+    app = load_test_app("every_decorator").app
+    targets = [{"name": "dev", "config": {"region": "eu"}}]
+    with app.test_client(config={"greeting": "hi", "stateDir": str(tmp_path)}, deploy_targets=targets) as client:
+        call = client.start_stage("EVERY_SYNC", deploy_targets=[])
+        with pytest.raises(PluginCallError) as err:
+            call.result()
+        livestate = pytest.raises(PluginCallError, client.get_livestate, deploy_targets=[])
+        preview = pytest.raises(PluginCallError, client.get_plan_preview, deploy_targets=[])
+        lines = client.piped.log_lines(call.deployment_id, call.stage_id)
+        assert client.piped.log_completed(call.deployment_id, call.stage_id)
+        assert client.execute_stage("EVERY_SYNC").status == pipeplug.StageStatus.SUCCESS  # with its targets it runs
+    for rpc, info in (("ExecuteStage", err), ("GetLivestate", livestate), ("GetPlanPreview", preview)):
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details.startswith(
+            f"no deploy targets provided: plugin 'every' declares a deploy-target config, but piped sent {rpc} no deploy target for it;"
+        )
+    assert [severity for severity, text in lines if text == err.value.details] == ["ERROR"]
+
+
+def test_a_plugin_without_deploy_target_config_runs_without_targets(stage_only):
+    res = execute(stage_only, "NOOP", dep=deployment(targets=()))
+    assert res.status == model_pb.STAGE_SUCCESS, res.message
 
 
 # -- results and errors -------------------------------------------------------
