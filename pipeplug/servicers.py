@@ -551,10 +551,31 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             logged = True
         finally:
             current_stage.reset(routed)
+        if ctx._pending:
+            status, message, logged = never_awaited(ctx, spec, status, message, logged)
         completed = self.d.stage_ended(spec, ctx, status, message, started, logged)
         if completed is not None:
             await asyncio.shield(completed)
         return deploy_pb.ExecuteStageResponse(status=int(status), message=message)
+
+
+def never_awaited(ctx: Context, spec: StageSpec, status: StageStatus, message: str, logged: bool) -> tuple[StageStatus, str, bool]:
+    """Fail a stage whose handler called ctx's async API without awaiting it: that call did nothing.
+
+    The stage's own message is kept after the reason; if it is already in the
+    stage log, only the reason is written there.
+    """
+    calls = ctx._never_awaited()
+    if not calls:  # each was started after all (by a thread the handler left running)
+        return status, message, logged
+    verb = "was" if len(calls) == 1 else "were"
+    reason = (
+        f"stage {spec.name} handler {spec.handler.qualname}(): {' and '.join(calls)} {verb} never awaited, so it did nothing; "
+        "add await (or, in a sync handler, call its _sync twin)"
+    )
+    if logged:
+        ctx.log.error("%s", reason)
+    return StageStatus.FAILURE, f"{reason}. {message}" if message else reason, logged
 
 
 async def checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:

@@ -483,3 +483,49 @@ def test_immutable_options_are_structured_once_per_config_and_others_every_call(
     assert [m.names for m in seen["MUTABLE"]] == [["a", "changed by the handler"]] * 2
     assert seen["FROZEN_LIST"][0] is not seen["FROZEN_LIST"][1]
     assert bad.status == pipeplug.StageStatus.FAILURE and "with.mode" in bad.message
+
+
+# -- async API calls never awaited ---------------------------------------------------------------
+
+
+def test_a_metadata_call_never_awaited_fails_the_stage_naming_it():
+    import asyncio
+
+    app = pipeplug.App("forgetful")
+
+    @app.stage("FORGET")
+    async def forget(ctx):
+        ctx.stage_metadata.put("k", "v")
+
+    @app.stage("FORGET_IN_SYNC")
+    def forget_in_sync(ctx):
+        ctx.deployment_metadata.put_many({"k": "v"})
+        ctx.stage_metadata.get("k")
+        return pipeplug.StageResult(pipeplug.StageStatus.SUCCESS, "all done")
+
+    @app.stage("AWAITED")
+    async def awaited(ctx):
+        await ctx.stage_metadata.put("k", "v")
+        await asyncio.gather(ctx.stage_metadata.get("k"), ctx.deployment_metadata.put("a", "b"))
+        await asyncio.create_task(ctx.stage_metadata.put("t", "task"))
+
+    @app.stage("SYNC_TWINS")
+    def sync_twins(ctx):
+        ctx.stage_metadata.put_sync("k", ctx.stage_metadata.get_sync("missing") or "v")
+
+    with app.test_client() as client:
+        forgot = client.execute_stage("FORGET")
+        forgot_in_sync = client.execute_stage("FORGET_IN_SYNC")
+        fine = client.execute_stage("AWAITED")
+        twins = client.execute_stage("SYNC_TWINS")
+    assert (forgot.status, forgot.metadata) == (pipeplug.StageStatus.FAILURE, {})
+    assert forgot.message == (
+        "stage FORGET handler test_a_metadata_call_never_awaited_fails_the_stage_naming_it.<locals>.forget(): "
+        "ctx.stage_metadata.put(...) was never awaited, so it did nothing; add await (or, in a sync handler, call its _sync twin)"
+    )
+    assert ("ERROR", forgot.message) in forgot.logs
+    assert forgot_in_sync.status == pipeplug.StageStatus.FAILURE
+    assert "ctx.deployment_metadata.put_many(...) and ctx.stage_metadata.get(...) were never awaited" in forgot_in_sync.message
+    assert forgot_in_sync.message.endswith(". all done")
+    assert (fine.status, fine.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v", "t": "task"})
+    assert (twins.status, twins.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v"})
