@@ -115,7 +115,7 @@ def _tracked(method: t.Callable[t.Concatenate[S, P], t.Coroutine[t.Any, t.Any, T
     name = method.__name__
 
     @functools.wraps(method)
-    def call(self: S, *args: P.args, **kwargs: P.kwargs) -> t.Coroutine[t.Any, t.Any, T]:
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> t.Coroutine[t.Any, t.Any, T]:
         ctx, label = self._scope()
         pending = ctx._pending
         if pending is None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import typing as t
 
-import grpc
-
 from .logconfig import redact
 
 _MESSAGE = 11  # FieldDescriptor.TYPE_MESSAGE
@@ -74,13 +72,13 @@ class MaskingContext:
 
     __slots__ = ("_context",)
 
-    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, context: t.Any) -> None:  # a grpc.aio.ServicerContext
         self._context = context
 
     def __getattr__(self, name: str) -> t.Any:
         return getattr(self._context, name)
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: t.Any = ()) -> t.NoReturn:
+    async def abort(self, code: t.Any, details: str = "", trailing_metadata: t.Any = ()) -> t.NoReturn:
         await self._context.abort(code, redact(details), trailing_metadata)
         raise AssertionError("unreachable: abort raises")  # pragma: no cover
 
