@@ -89,9 +89,12 @@ def test_unknown_stage_lists_what_each_plugin_offers(dev):
     config = dev.app_config({"pipeline": {"stages": [{"name": "SLEEP"}, {"name": "DEPLOY_EVERYTHING"}]}})
     result = dev.run(STAGES_APP, "--app-config", config, "--plugin", EXAMPLE_APP, "--json")
     assert result.code == 2, result
-    assert "spec.pipeline.stages[1].name: no plugin offers stage 'DEPLOY_EVERYTHING'" in result.err
+    assert "spec.pipeline.stages[1].name: no plugin offers stage 'DEPLOY_EVERYTHING'. Stages offered:" in result.err
     assert "dev_stages: SLEEP, FAIL, EXIT" in result.err and "example_app: WAIT, WAIT_APPROVAL, DIR_SYNC" in result.err
     assert "Traceback" not in result.err
+    config = dev.app_config({"pipeline": {"stages": [{"name": "SLEPE"}]}})
+    typo = dev.run(STAGES_APP, "--app-config", config, "--json")
+    assert "no plugin offers stage 'SLEPE' (did you mean 'SLEEP'?). Stages offered:" in typo.err, typo
 
 
 def test_missing_and_invalid_app_config(dev):
