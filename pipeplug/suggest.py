@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import typing as t
 
 
 def did_you_mean(word: str, choices: t.Iterable[str]) -> str:
     """``" (did you mean 'X'?)"`` for the closest choice, or "" when none is close."""
+    import difflib  # only when a name is wrong: a plugin starts without it
+
     options = list(choices)
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if not close:
