@@ -119,7 +119,10 @@ def _tracked(method: t.Callable[t.Concatenate[S, P], t.Coroutine[t.Any, t.Any, T
         ctx, label = self._scope()
         pending = ctx._pending
         if pending is None:
-            pending = ctx._pending = set()
+            with _LAZY_LOCK:  # a sync handler's thread and the loop may both get here first
+                if ctx._pending is None:
+                    ctx._pending = set()
+                pending = ctx._pending
         return _Call(method(self, *args, **kwargs), f"{label}.{name}(...)", pending)
 
     return call
