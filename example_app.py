@@ -221,8 +221,6 @@ def sync(
     app_spec: AppSpec,
 ) -> StageResult | None:
     """Copy the source directory into a new release of every target and switch to it."""
-    if not deploy_targets:
-        return StageResult(StageStatus.FAILURE, "no deploy target: add one for plugin 'example' to the application")
     source = source_dir(target_source, app_spec)
     if not os.path.isdir(source):
         return StageResult(StageStatus.FAILURE, f"source directory {app_spec.source!r} not found in the application")

@@ -34,6 +34,7 @@ from .handlers import Handler
 from .results import normalise_stage_result
 from .stagelog import current_stage
 from .stagelog import route_logging
+from .suggest import did_you_mean
 
 # The value classes (pipeplug.types) are imported by the methods that use them, so that
 # starting a plugin loads neither them nor attrs.
@@ -214,6 +215,21 @@ class Dispatcher:
             reuse[stage_config] = value
         return value
 
+    def no_deploy_targets(self, names: t.Sized, rpc: str) -> str:
+        """Why a call naming no deploy targets is refused ("" when it is fine), as the Go SDK refuses it.
+
+        Only a plugin that declares a deploy-target config deploys *to* something;
+        a call that names no target for it is a misregistered application, and a
+        handler given an empty list would act on nothing (upstream #7115/#7116).
+        """
+        if self.app.deploy_target_config_class is None or len(names):
+            return ""
+        return (
+            f"no deploy targets provided: plugin {self.settings.name!r} declares a deploy-target config, but piped sent "
+            f"{rpc} no deploy target for it; pick the application's deploy targets for this plugin when registering it "
+            "(piped copies them from the application's deploy_targets_by_plugin)"
+        )
+
     def context(self, rpc: str, deployment_pb: t.Any = None, **fields: t.Any) -> Context:
         if deployment_pb is not None:
             fields.setdefault("application_id", deployment_pb.application_id)
@@ -346,9 +362,13 @@ async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str
 
 
 def expect_list(value: t.Any, item: type, label: str) -> list[t.Any]:
-    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back."""
+    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back.
+
+    None is refused too: it is almost always a forgotten ``return``, and an
+    empty plan or version list must be asked for with ``return []``.
+    """
     if value is None:
-        return []
+        raise HandlerResultError(f"{label} returned None; expected a list of {item.__name__} (a missing `return`? return [] for none)")
     if isinstance(value, item) or not isinstance(value, (list, tuple)):
         raise HandlerResultError(f"{label} returned {value!r}; expected a list of {item.__name__}")
     for entry in value:
@@ -476,7 +496,10 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         seen: dict[bool, set[int]] = {True: set(), False: set()}
         for stage in planned:
             if stage.name not in self.app.stages:
-                raise HandlerResultError(f"{label} planned stage {stage.name!r}, which this plugin does not define; piped could not route it")
+                raise HandlerResultError(
+                    f"{label} planned stage {stage.name!r}{did_you_mean(stage.name, self.app.stages)}, "
+                    "which this plugin does not define; piped could not route it"
+                )
             if stage.index not in allowed:
                 raise HandlerResultError(f"{label} planned {stage.name!r} at index {stage.index}, which piped did not request (requested: {sorted(allowed)})")
             if stage.index in seen[stage.rollback]:
@@ -500,7 +523,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             unknown = [s.name for s in planned if s.name not in self.app.stages]
             if unknown:
-                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define")
+                hint = did_you_mean(unknown[0], self.app.stages)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define{hint}")
         now = int(time.time())
         stages = [wire.stage_to_pb(s, desc=s.desc, now=now) for s in planned]
         for stage in stages:
@@ -517,13 +541,22 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         spec = self.app.stages.get(stage.name)
         if spec is None:
             served = ", ".join(self.app.stages) or "none"
-            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}; it serves: {served}"
+            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}{did_you_mean(stage.name, self.app.stages)}; it serves: {served}"
             log.error("%s (deployment %s)", message, inp.deployment.id)
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_FAILURE, message=message)
         # The stage runs right here, not in a helper coroutine: a held stage then costs one
         # frame less, and a plugin may hold thousands.
         ctx, values = self.d.stage_call(spec, inp)
         started = time.monotonic()
+        if self.app.deploy_target_config_class is not None:
+            entry = inp.deployment.deploy_targets_by_plugin.get(self.d.settings.name)
+            refused = self.d.no_deploy_targets(entry.deploy_targets if entry is not None else (), "ExecuteStage")
+            if refused:
+                # piped shows no gRPC error text: the stage log is where users read why
+                completed = self.d.stage_ended(spec, ctx, StageStatus.FAILURE, refused, started, False)
+                if completed is not None:
+                    await asyncio.shield(completed)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         routed = self.d.stage_begins(ctx)
         logged = False
         try:
@@ -543,10 +576,31 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             logged = True
         finally:
             current_stage.reset(routed)
+        if ctx._pending:
+            status, message, logged = never_awaited(ctx, spec, status, message, logged)
         completed = self.d.stage_ended(spec, ctx, status, message, started, logged)
         if completed is not None:
             await asyncio.shield(completed)
         return deploy_pb.ExecuteStageResponse(status=int(status), message=message)
+
+
+def never_awaited(ctx: Context, spec: StageSpec, status: StageStatus, message: str, logged: bool) -> tuple[StageStatus, str, bool]:
+    """Fail a stage whose handler called ctx's async API without awaiting it: that call did nothing.
+
+    The stage's own message is kept after the reason; if it is already in the
+    stage log, only the reason is written there.
+    """
+    calls = ctx._never_awaited()
+    if not calls:  # each was started after all (by a thread the handler left running)
+        return status, message, logged
+    verb = "was" if len(calls) == 1 else "were"
+    reason = (
+        f"stage {spec.name} handler {spec.handler.qualname}(): {' and '.join(calls)} {verb} never awaited, so it did nothing; "
+        "add await (or, in a sync handler, call its _sync twin)"
+    )
+    if logged:
+        ctx.log.error("%s", reason)
+    return StageStatus.FAILURE, f"{reason}. {message}" if message else reason, logged
 
 
 async def checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:

@@ -138,9 +138,10 @@ def test_execute_stage_ids_and_deployment_overrides(client, site):
         client.execute_stage("DIR_SYNC", deployment={"commit": "x"})
 
 
-def test_execute_stage_without_a_deploy_target_fails_the_stage(client, site):
-    run = client.execute_stage("DIR_SYNC", {}, target_source=site, deploy_targets=[])
-    assert run.status == StageStatus.FAILURE and "no deploy target" in run.message
+def test_execute_stage_without_a_deploy_target_is_refused(client, site):
+    with pytest.raises(PluginCallError) as err:
+        client.execute_stage("DIR_SYNC", {}, target_source=site, deploy_targets=[])
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.details.startswith("no deploy targets provided")
 
 
 def test_get_livestate(client, site):

@@ -43,6 +43,7 @@ CASES = [
     ("example", "example_app.py", "scenarios/example.json"),
     ("every-decorator", "tests/apps/every_decorator.py", "scenarios/every.json"),
     ("stage-only", "tests/apps/stage_only.py", "scenarios/stageonly.json"),
+    ("non-final-status", "tests/apps/nonfinal.py", "scenarios/nonfinal.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
     ("example-generic", "example_app.py", None),
 ]
