@@ -17,6 +17,7 @@ plugin whose configs are plain dicts never loads cattrs.
 from __future__ import annotations
 
 import collections.abc
+import contextvars
 import dataclasses
 import datetime
 import enum
@@ -46,6 +47,8 @@ Hook = t.Callable[[t.Any, t.Any], t.Any]
 _SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence, collections.abc.Set, collections.abc.MutableSet)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
 _SUPPORTED = "use str, int, float, bool, datetime.timedelta, an Enum, a Literal, lists, dicts or attrs classes"
+#: set while a rollback stage's ``with:`` is structured: keys a class does not declare are ignored, at any depth
+_LENIENT = contextvars.ContextVar("pipeplug_lenient_structure", default=False)
 
 
 class _Refused(ValueError):
@@ -84,10 +87,8 @@ class StrictConverter(cattrs.Converter):
     of the forward stage at its index.
     """
 
-    def __init__(self, *, lenient: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__(detailed_validation=True, structure_fallback_factory=_unsupported)
-        self.lenient = lenient
-        self._twin: StrictConverter | None = None
         self._classes: dict[type, _ClassHook] = {}
         self._subclasses: dict[type, Hook] = {}
         # Registered first, so consulted last: any type not claimed below is refused by name.
@@ -115,14 +116,14 @@ class StrictConverter(cattrs.Converter):
         """
         if cl is None or cl is t.Any:
             return obj
-        if lenient and not self.lenient:
-            if self._twin is None:
-                self._twin = StrictConverter(lenient=True)
-            return self._twin.structure(obj, cl, path=path)
+        lenient_before = _LENIENT.set(True) if lenient else None
         try:
             return self.get_structure_hook(cl)(obj, cl)
         except Exception as exc:  # noqa: BLE001 - whatever a value does wrong, it is reported, never raised raw
             raise ConfigError(problems(exc, path)) from None
+        finally:
+            if lenient_before is not None:
+                _LENIENT.reset(lenient_before)
 
     # -- scalars: cattrs dispatches a class's subclasses to these too (an IntEnum to int) --
 
@@ -322,7 +323,7 @@ class _ClassHook:
     """
 
     def __init__(self, converter: StrictConverter, cls: type) -> None:
-        self.converter, self.cls, self.lenient = converter, cls, converter.lenient
+        self.converter, self.cls = converter, cls
         self.generated: Hook | None = None
         self.fields: list[_Field] = []
         self.by_key: dict[str, _Field] = {}
@@ -356,7 +357,7 @@ class _ClassHook:
         for position, (key, item) in enumerate(value.items()):
             field = by_key.get(key)
             if field is None:
-                if not self.lenient:
+                if not _LENIENT.get():
                     errors.append((position, _noted(self._unknown(key), _At(f".{key}", False))))
             elif field.alias in given or (nulls is not None and field.alias in nulls):
                 twice = _Problem(f'given twice, as "{field.key}" and "{field.alias}"; keep one')
