@@ -97,13 +97,12 @@ class StrictConverter(cattrs.Converter):
         self.register_structure_hook_func(lambda cl: cl is None or cl is type(None), _choice([None]))
         self.register_structure_hook_factory(lambda cl: _origin(cl) is t.Annotated, self._annotated)
         self.register_structure_hook_factory(lambda cl: _origin(cl) is t.Literal, lambda cl: _choice(list(t.get_args(cl))))
-        self.register_structure_hook_factory(_is_enum, _enum)
         self.register_structure_hook_factory(lambda cl: _origin(cl) in (t.Union, types.UnionType), self._union)
         self.register_structure_hook_factory(lambda cl: cl in _SEQUENCES or _origin(cl) in _SEQUENCES, self._sequence)
         self.register_structure_hook_factory(lambda cl: cl in _MAPPINGS or _origin(cl) in _MAPPINGS, self._mapping)
         self.register_structure_hook_factory(_is_class, self._class)
         # cattrs dispatches these by class (subclasses too) before any predicate above.
-        for cls, hook in [(bool, _bool), (int, self._int), (float, self._float), (str, self._str), (datetime.timedelta, _duration)]:
+        for cls, hook in [(bool, _bool), (int, self._int), (float, self._float), (str, self._str), (datetime.timedelta, _duration), (enum.Enum, self._enum)]:
             self.register_structure_hook(cls, hook)
         for cls in (bytes, pathlib.Path):
             self.register_structure_hook(cls, _unsupported(cls))
@@ -125,7 +124,7 @@ class StrictConverter(cattrs.Converter):
             if lenient_before is not None:
                 _LENIENT.reset(lenient_before)
 
-    # -- scalars: cattrs dispatches a class's subclasses to these too (an IntEnum to int) --
+    # -- scalars: cattrs dispatches a class's subclasses to these too (an IntEnum to int, a str Enum to str) --
 
     def _int(self, value: t.Any, cl: t.Any) -> t.Any:
         if cl is not int:
@@ -149,6 +148,9 @@ class StrictConverter(cattrs.Converter):
         if isinstance(value, str):
             return value
         raise _Refused("a string", value)
+
+    def _enum(self, value: t.Any, cl: t.Any) -> t.Any:
+        return self._subclass(cl)(value, cl)
 
     def _subclass(self, cl: t.Any) -> Hook:
         hook = self._subclasses.get(cl)
