@@ -18,7 +18,7 @@ from .handlers import callable_name
 from .suggest import did_you_mean
 
 if t.TYPE_CHECKING:
-    from .configs import Decoder
+    from .converter import StrictConverter
     from .testing import TestClient
     from .types import PlannedStage
     from .types import StageRequest
@@ -111,8 +111,11 @@ class App:
         return f"<pipeplug.App {self.name!r} stages={list(self.stages)}>"
 
     @functools.cached_property
-    def converter(self) -> Decoder:
-        """Decodes user config values strictly into their classes; one per app, built on first use."""
+    def converter(self) -> StrictConverter:
+        """Structures user config values strictly into their classes; one per app so hooks never leak between apps.
+
+        Built on first use, so a plugin that never structures a config class never imports cattrs.
+        """
         return make_converter()
 
     # -- stages -----------------------------------------------------------
