@@ -157,7 +157,27 @@ def _signal_group(pgid: int, sig: int) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
-    return _signal_group(pgid, 0)
+    """Whether a process of the group still runs; zombies waiting for a reaper do not count.
+
+    A killed grandchild is reparented and stays a zombie until its new parent
+    reaps it, which a container's init may do late or never; signal 0 would
+    still find it. On Linux, /proc tells the two apart.
+    """
+    if not _signal_group(pgid, 0):
+        return False
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state, _ppid, pgrp = stat.read().rsplit(b")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(pgrp) == pgid and state != b"Z":
+            return True
+    return False
 
 
 async def _exited(proc: subprocess.Popen[bytes]) -> int:

@@ -59,28 +59,30 @@ def script_env(d: pipeplug.Deployment, commit_hash: str, rollback: bool) -> dict
     return {**env, "SR_CONTEXT_RAW": json.dumps({k: v for k, v in info.items() if v}, separators=(",", ":"))}
 
 
-async def execute(ctx: pipeplug.Context, script: str, options: ScriptRunOptions, deployment: pipeplug.Deployment, source: pipeplug.DeploymentSource) -> None:
+async def execute(ctx: pipeplug.Context, script: str, options: ScriptRunOptions, deployment: pipeplug.Deployment, source: pipeplug.DeploymentSource) -> pipeplug.StageResult:
     ctx.log.info("Running commands...")
     for line in filter(None, script.split("\n")):
         ctx.log.info("   %s", line)
     env = {**script_env(deployment, source.commit_hash, ctx.stage_name == "SCRIPT_RUN_ROLLBACK"), **options.env}
-    await ctx.run(["/bin/sh", "-l", "-c", script], env=env, cwd=source.application_directory, check=True)
+    result = await ctx.run(["/bin/sh", "-l", "-c", script], env=env, cwd=source.application_directory)
+    return pipeplug.StageResult(pipeplug.StageStatus.SUCCESS if result.ok else pipeplug.StageStatus.FAILURE, "" if result.ok else result.describe())
 
 
 @app.stage("SCRIPT_RUN")
-async def script_run(ctx: pipeplug.Context, options: ScriptRunOptions, deployment: pipeplug.Deployment, target_source: pipeplug.DeploymentSource) -> None:
+async def script_run(ctx: pipeplug.Context, options: ScriptRunOptions, deployment: pipeplug.Deployment, target_source: pipeplug.DeploymentSource) -> pipeplug.StageResult:
     ctx.log.info("Start executing the script run stage")
     await ctx.deployment_metadata.put(f"started-{ctx.stage_index}", "_")
-    await execute(ctx, options.run, options, deployment, target_source)
+    return await execute(ctx, options.run, options, deployment, target_source)
 
 
 @app.stage("SCRIPT_RUN_ROLLBACK", rollback=True)
-async def rollback(ctx: pipeplug.Context, options: ScriptRunOptions, deployment: pipeplug.Deployment, target_source: pipeplug.DeploymentSource) -> None:
+async def rollback(ctx: pipeplug.Context, options: ScriptRunOptions, deployment: pipeplug.Deployment, target_source: pipeplug.DeploymentSource) -> pipeplug.StageResult | None:
     ctx.log.info("Start executing the script run rollback stage")
     if await ctx.deployment_metadata.get(f"started-{ctx.stage_index}") is None:
         ctx.log.info("skip this rollback stage because the SCRIPT_RUN stage of index %d has not run", ctx.stage_index)
     elif options.on_rollback:
-        await execute(ctx, options.on_rollback, options, deployment, target_source)
+        return await execute(ctx, options.on_rollback, options, deployment, target_source)
+    return None
 
 
 if __name__ == "__main__":

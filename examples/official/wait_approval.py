@@ -28,15 +28,10 @@ import pipeplug
 app = pipeplug.App("waitapproval")
 
 
-def _at_least_one(_: object, attribute: attrs.Attribute[object], value: list[str] | int) -> None:
-    if (len(value) if isinstance(value, list) else value) < 1:
-        raise ValueError(f"{attribute.name} must be set (at least 1), got {value!r}")
-
-
 @attrs.frozen
 class WaitApprovalOptions:
-    approvers: list[str] = attrs.field(validator=_at_least_one)
-    min_approver_num: int = attrs.field(default=1, validator=_at_least_one)
+    approvers: list[str] = attrs.field(validator=attrs.validators.min_len(1))
+    min_approver_num: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
 def plan(stage: pipeplug.StageRequest) -> pipeplug.PlannedStage:

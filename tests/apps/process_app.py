@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import typing as t
 
 import pipeplug
 
@@ -18,12 +19,12 @@ def _answer(result: pipeplug.ProcessResult) -> pipeplug.StageResult:
 
 
 @app.stage("RUN")
-async def run(ctx: pipeplug.Context, options: dict) -> pipeplug.StageResult:
+async def run(ctx: pipeplug.Context, options: dict[str, t.Any]) -> pipeplug.StageResult:
     return _answer(await ctx.run(options["command"], **options.get("kwargs", {})))
 
 
 @app.stage("RUN_SYNC")
-def run_sync(ctx: pipeplug.Context, options: dict) -> pipeplug.StageResult:
+def run_sync(ctx: pipeplug.Context, options: dict[str, t.Any]) -> pipeplug.StageResult:
     return _answer(ctx.run_sync(options["command"], **options.get("kwargs", {})))
 
 
