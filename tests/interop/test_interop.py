@@ -42,6 +42,9 @@ CASES = [
     ("stage-only", "tests/apps/stage_only.py", "scenarios/stageonly.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
     ("example-generic", "example_app.py", None),
+    ("official-wait", "examples/official/wait.py", "scenarios/official_wait.json"),
+    ("official-waitapproval", "examples/official/wait_approval.py", "scenarios/official_waitapproval.json"),
+    ("official-scriptrun", "examples/official/script_run.py", "scenarios/official_scriptrun.json"),
 ]
 
 
