@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """PipeCD's official SCRIPT_RUN stage plugin (pkg/app/pipedv1/plugin/scriptrun, pipecd v0.57.0), ported.
 
 Same as the Go plugin: the stages `SCRIPT_RUN` and `SCRIPT_RUN_ROLLBACK`; the options `run`

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """PipeCD's official WAIT stage plugin (pkg/app/pipedv1/plugin/wait, pipecd v0.57.0), ported to pipeplug.
 
 Same as the Go plugin: the stage `WAIT`; its option `duration` (required, greater than 0); the

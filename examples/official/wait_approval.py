@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """PipeCD's official WAIT_APPROVAL stage plugin (pkg/app/pipedv1/plugin/waitapproval, pipecd v0.57.0), ported.
 
 Same as the Go plugin: the stage `WAIT_APPROVAL`; its options `approvers` (required, not empty)
