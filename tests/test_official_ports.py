@@ -19,6 +19,8 @@ import pytest
 from pipeplug import ManualOperation
 from pipeplug import PlannedStage
 from pipeplug import StageStatus
+from pipeplug._gen.model import deployment_pb2 as model_pb
+from pipeplug._gen.plugin import common_pb2 as plugin_common_pb
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from pipeplug.testing import FakePiped
@@ -72,6 +74,26 @@ def script():
         yield client
 
 
+def execute(client: TestClient, stage: str, with_):
+    """ExecuteStage; ``with_`` given as bytes is sent as is (the Go tests' invalid JSON), else as JSON.
+
+    Returns (status, message or log text) either way.
+    """
+    if not isinstance(with_, bytes):
+        run = client.execute_stage(stage, with_)
+        return run.status, run.message
+    deployment = client.deployment()
+    now = int(time.time())
+    pipeline_stage = model_pb.PipelineStage(id=f"raw-{time.monotonic_ns()}", name=stage, status=model_pb.STAGE_RUNNING, created_at=now, updated_at=now)
+    deployment.stages.append(pipeline_stage)
+    source = plugin_common_pb.DeploymentSource(application_directory=ROOT, commit_hash="0" * 40, application_config_filename="app.pipecd.yaml")
+    inp = deploy_pb.ExecutePluginInput(deployment=deployment, stage=pipeline_stage, stage_config=with_, target_deployment_source=source)
+    with grpc.insecure_channel(client.address) as channel:
+        response = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage(deploy_pb.ExecuteStageRequest(input=inp), timeout=30)
+    lines = wait_until(lambda: client.piped.log_completed(deployment.id, pipeline_stage.id) and client.piped.log_lines(deployment.id, pipeline_stage.id), "the stage log")
+    return StageStatus(response.status), "\n".join(text for _, text in lines)
+
+
 def lines_of(client: TestClient, call) -> list[str]:
     return [text for _, text in client.piped.log_lines(call.deployment_id, call.stage_id)]
 
@@ -105,12 +127,12 @@ def test_wait_decodes_a_valid_duration(wait):
 
 @pytest.mark.parametrize(
     ("with_", "problem"),
-    [("invalid", "with"), ({}, "duration"), ({"duration": "-1m"}, "must be greater than 0"), ({"duration": "0s"}, "must be greater than 0")],
+    [(b"invalid", "not valid JSON"), ({}, "duration"), ({"duration": "-1m"}, "must be greater than 0"), ({"duration": "0s"}, "must be greater than 0")],
     ids=["invalid config", "empty config", "negative duration", "zero duration"],
 )
 def test_wait_refuses_invalid_options(wait, with_, problem):
-    run = wait.execute_stage("WAIT", with_)
-    assert run.status == StageStatus.FAILURE and problem in run.message
+    status, message = execute(wait, "WAIT", with_)
+    assert status == StageStatus.FAILURE and problem in message
 
 
 # -- WAIT: wait_test.go --------------------------------------------------------------------------
@@ -160,12 +182,12 @@ def test_wait_defines_only_its_stage(wait):
 
 @pytest.mark.parametrize(
     ("with_", "problem"),
-    [("invalid", "with"), ({}, "approvers"), ({"minApproverNum": 1}, "approvers"), ({"approvers": ["a"], "minApproverNum": 0}, "min")],
+    [(b"invalid", "not valid JSON"), ({}, "approvers"), ({"minApproverNum": 1}, "approvers"), ({"approvers": ["a"], "minApproverNum": 0}, "min")],
     ids=["invalid config", "empty config", "missing approvers", "minApproverNum 0"],
 )
 def test_wait_approval_refuses_invalid_options(approval, with_, problem):
-    run = approval.execute_stage("WAIT_APPROVAL", with_)
-    assert run.status == StageStatus.FAILURE and problem in run.message
+    status, message = execute(approval, "WAIT_APPROVAL", with_)
+    assert status == StageStatus.FAILURE and problem in message
 
 
 @pytest.mark.parametrize("with_", [{"approvers": ["user1@example.com", "user2@example.com"], "minApproverNum": 1}, {"approvers": ["user1@example.com", "user2@example.com"]}])
@@ -268,10 +290,10 @@ def test_impossible_min_approver_num_fails_at_once_better_than_go(approval):
 # -- SCRIPT_RUN: options_test.go TestDecode -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("with_", "problem"), [("invalid", "with"), ({}, "run")], ids=["invalid config", "empty config"])
+@pytest.mark.parametrize(("with_", "problem"), [(b"invalid", "not valid JSON"), ({}, "run")], ids=["invalid config", "empty config"])
 def test_script_run_refuses_invalid_options(script, with_, problem):
-    run = script.execute_stage("SCRIPT_RUN", with_)
-    assert run.status == StageStatus.FAILURE and problem in run.message
+    status, message = execute(script, "SCRIPT_RUN", with_)
+    assert status == StageStatus.FAILURE and problem in message
 
 
 def test_script_run_valid_config(script):
