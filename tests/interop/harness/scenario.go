@@ -88,6 +88,7 @@ type DeploymentCase struct {
 	// "PIPELINE" or "NONE" (no plugin decided: piped cannot plan).
 	ExpectStrategy string `json:"expectStrategy,omitempty"`
 	// Planning outcome: "PLANNED", "FAILED" or "ANY" (default "PLANNED").
+	// With "ANY", a plan that failed skips execute (piped runs nothing).
 	ExpectPlan string `json:"expectPlan,omitempty"`
 	// Expected planned stages, in piped's final order. Only given fields compare.
 	ExpectStages []StageShape `json:"expectStages,omitempty"`
