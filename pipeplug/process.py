@@ -15,6 +15,9 @@ runs, not at the end; a cancelled or timed-out stage must not leave the command
   ``kill_grace`` seconds. When the command exits on its own, whatever it left
   running in its group is stopped the same way, so a stage never leaves
   processes behind and never waits on a pipe an orphan holds open.
+- A plugin killed with SIGKILL cannot stop anything: its commands keep running
+  (a plugin stopped by SIGTERM, or whose piped died, cancels its stages first,
+  which stops them).
 - ``capture=True`` keeps the last ``capture_limit`` bytes of each stream
   (1 MiB by default) in the result; older lines are dropped and
   ``truncated`` says so.
