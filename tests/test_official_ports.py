@@ -346,6 +346,7 @@ def test_script_run_environment(script, tmp_path):
     deployment = {
         "id": "deployment-id", "application_id": "application-id", "application_name": "application-name",
         "created_at": 1234567890, "commander": "commander", "summary": "summary", "labels": {"key1": "value1", "key2": "value2"},
+        "repository_url": "repo-url",
     }  # fmt: skip
     source = script.source(str(tmp_path), commit_hash="commit-hash")
     run = script.execute_stage(RUN, {"run": "env | grep '^SR_' | sort; echo \"cwd=$(pwd)\""}, deployment=deployment, target_source=source)
@@ -355,13 +356,13 @@ def test_script_run_environment(script, tmp_path):
     assert env == {
         "SR_DEPLOYMENT_ID": "deployment-id", "SR_APPLICATION_ID": "application-id", "SR_APPLICATION_NAME": "application-name",
         "SR_TRIGGERED_AT": "1234567890", "SR_TRIGGERED_COMMIT_HASH": "commit-hash", "SR_TRIGGERED_COMMANDER": "commander",
-        "SR_REPOSITORY_URL": "https://example.com/test/repo.git", "SR_SUMMARY": "summary", "SR_IS_ROLLBACK": "false",
+        "SR_REPOSITORY_URL": "repo-url", "SR_SUMMARY": "summary", "SR_IS_ROLLBACK": "false",
         "SR_LABELS_KEY1": "value1", "SR_LABELS_KEY2": "value2",
     }  # fmt: skip
     assert raw == {
         "deploymentID": "deployment-id", "applicationID": "application-id", "applicationName": "application-name",
         "triggeredAt": 1234567890, "triggeredCommitHash": "commit-hash", "triggeredCommander": "commander",
-        "repositoryURL": "https://example.com/test/repo.git", "summary": "summary", "labels": {"key1": "value1", "key2": "value2"},
+        "repositoryURL": "repo-url", "summary": "summary", "labels": {"key1": "value1", "key2": "value2"},
     }  # fmt: skip  (isRollback false is left out, as Go's omitempty does)
     assert f"cwd={os.path.realpath(tmp_path)}" in [text for _, text in run.logs]
 

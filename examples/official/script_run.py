@@ -52,7 +52,7 @@ def script_env(d: pipeplug.Deployment, commit_hash: str, rollback: bool) -> dict
     info = {
         "deploymentID": d.id, "applicationID": d.application_id, "applicationName": d.application_name,
         "triggeredAt": d.created_at, "triggeredCommitHash": commit_hash, "triggeredCommander": d.triggered_by,
-        "repositoryURL": d.proto.git_path.repo.remote, "summary": d.summary, "labels": dict(sorted(d.labels.items())),
+        "repositoryURL": d.repository_url, "summary": d.summary, "labels": dict(sorted(d.labels.items())),
         "isRollback": rollback,
     }  # fmt: skip
     env = {"SR_" + re.sub(r"(?<=[a-z])(?=[A-Z])", "_", k).upper(): str(v).lower() if isinstance(v, bool) else str(v) for k, v in info.items() if k != "labels"}
