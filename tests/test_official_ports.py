@@ -444,3 +444,16 @@ def test_each_port_runs_as_piped_starts_it(name, plugin, stage, with_):
             assert client.fetch_defined_stages()
             if stage is not None:
                 assert client.execute_stage(stage, with_).status == StageStatus.SUCCESS
+
+
+# -- the three together, as `pipeplug dev` plans and runs a deployment ------------------------------
+
+
+def test_the_example_pipeline_runs_under_pipeplug_dev(dev):
+    pipeline = os.path.join(OFFICIAL, "pipeline.pipecd.yaml")
+    plugins = ["--plugin", os.path.join(OFFICIAL, "wait.py"), "--plugin", os.path.join(OFFICIAL, "wait_approval.py")]
+    result = dev.run(os.path.join(OFFICIAL, "script_run.py"), *plugins, "--app-config", pipeline, "--json", "--approve-as", "alice")
+    assert result.code == 0, result.err
+    assert [(s["name"], s["status"]) for s in result.record["stages"] if not s.get("rollback")] == [
+        ("SCRIPT_RUN", "SUCCESS"), ("WAIT_APPROVAL", "SUCCESS"), ("WAIT", "SUCCESS"),
+    ]  # fmt: skip
