@@ -215,6 +215,12 @@ def test_wait_approval_planning_refuses_a_config_that_is_not_json(approval):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not valid JSON" in caught.value.details()
 
 
+def test_wait_approval_planning_refuses_options_without_approvers(approval):
+    with pytest.raises(PluginCallError) as caught:
+        approval.build_pipeline_sync_stages([{"name": "WAIT_APPROVAL", "with": {"minApproverNum": 1}}])
+    assert "approvers" in caught.value.details
+
+
 def test_wait_approval_defines_only_its_stage(approval):
     assert approval.fetch_defined_stages() == ["WAIT_APPROVAL"]
 
