@@ -26,6 +26,7 @@ import attrs
 
 import pipeplug
 from pipeplug import ArtifactKind
+from pipeplug import diff
 from pipeplug import ArtifactVersion
 from pipeplug import LiveState
 from pipeplug import ManualOperation
@@ -196,11 +197,11 @@ async def wait(ctx: pipeplug.Context, options: WaitOptions) -> StageResult | Non
 
 
 def plan_approval(stage: pipeplug.StageRequest) -> PlannedStage:
-    """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press."""
-    approvers = stage.config.get("approvers") or []
-    if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
-        raise ValueError(f"WAIT_APPROVAL at index {stage.index}: with.approvers must be a list of user names, got {approvers!r}")
-    return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=approvers)
+    """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press.
+
+    pipeplug has already checked ``stage.config`` against ApprovalOptions, so ``approvers`` is a list of names.
+    """
+    return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=stage.config["approvers"])
 
 
 @app.stage("WAIT_APPROVAL", plan=plan_approval)
@@ -220,8 +221,6 @@ def sync(
     app_spec: AppSpec,
 ) -> StageResult | None:
     """Copy the source directory into a new release of every target and switch to it."""
-    if not deploy_targets:
-        return StageResult(StageStatus.FAILURE, "no deploy target: add one for plugin 'example' to the application")
     source = source_dir(target_source, app_spec)
     if not os.path.isdir(source):
         return StageResult(StageStatus.FAILURE, f"source directory {app_spec.source!r} not found in the application")
@@ -267,16 +266,17 @@ def rollback(ctx: pipeplug.Context, deploy_targets: list[pipeplug.DeployTarget],
 @app.livestate
 def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> LiveState:
     wanted = files_of(source_dir(target_source, app_spec))
-    resources, differs = [], []
+    resources, reasons = [], []
     for target in deploy_targets:
         release = current_release(target)
         live = files_of(release) if release else {}
         for path in sorted(live):
             resources.append(Resource(id=f"{target.name}:{path}", name=path, resource_type="file", deploy_target=target.name))
-        if live != wanted:
-            differs.append(target.name)
-    if differs:
-        return LiveState(resources, SyncStatus.OUT_OF_SYNC, "files differ from git", f"targets out of sync: {', '.join(differs)}")
+        verdict = diff.sync_verdict(wanted, live)  # live (before) against git (after), rendered like the Go SDK
+        if verdict.sync_status is not SyncStatus.SYNCED:
+            reasons.append(f"{target.name}: {verdict.short_reason}\n{verdict.reason}")
+    if reasons:
+        return LiveState(resources, SyncStatus.OUT_OF_SYNC, "files differ from git", "\n".join(reasons))
     return LiveState(resources, SyncStatus.SYNCED)
 
 
@@ -288,13 +288,8 @@ def plan_preview(
     results = []
     for target in deploy_targets:
         release = current_release(target)
-        live = files_of(release) if release else {}
-        added = sorted(set(wanted) - set(live))
-        removed = sorted(set(live) - set(wanted))
-        changed = sorted(p for p in set(wanted) & set(live) if wanted[p] != live[p])
-        details = "".join([*(f"+ {p}\n" for p in added), *(f"- {p}\n" for p in removed), *(f"~ {p}\n" for p in changed)])
-        summary = f"{len(added)} added, {len(changed)} changed, {len(removed)} removed"
-        results.append(PlanPreview(summary, deploy_target=target.name, no_change=not details, details=details))
+        changes = diff.diff(files_of(release) if release else {}, wanted)  # file path -> sha256, live against git
+        results.append(PlanPreview(changes.summary, deploy_target=target.name, no_change=not changes, details=changes.render()))
     return results
 
 

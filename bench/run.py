@@ -443,7 +443,9 @@ def go_anchor(quick: bool) -> dict[str, t.Any]:
     result: dict[str, t.Any] = {}
     runs = "3" if quick else "7"
     for name, binary in (("go_sdk", go_plugin), ("pipeplug", WAIT_APP)):
-        cold = run_client("-rpc", "coldstart", "-bin", binary, "-runs", runs, "-idle", "2s")
+        # this interpreter, not the script's shebang: it may be a venv that is not activated
+        interpreter = [] if name == "go_sdk" else ["-interpreter", PY]
+        cold = run_client("-rpc", "coldstart", "-bin", binary, *interpreter, "-runs", runs, "-idle", "2s")
         result[name] = {"cold_start_ms": cold["cold_start_p50_ms"], "idle_rss_kb": cold["idle_rss_kb_p50"]}
     piped_proc = spawn([client, "-rpc", "fake-piped", "-listen", "127.0.0.1:0"], CLIENT_CORE, stdout=subprocess.PIPE, text=True)
     try:

@@ -14,10 +14,11 @@ from .configs import make_converter
 from .handlers import Handler
 from .handlers import RegistrationError
 from .handlers import analyse
+from .handlers import callable_name
+from .suggest import did_you_mean
 
 if t.TYPE_CHECKING:
-    import cattrs
-
+    from .configs import Decoder
     from .testing import TestClient
     from .types import PlannedStage
     from .types import StageRequest
@@ -110,11 +111,8 @@ class App:
         return f"<pipeplug.App {self.name!r} stages={list(self.stages)}>"
 
     @functools.cached_property
-    def converter(self) -> cattrs.Converter:
-        """Converts user config values; one per app so hooks never leak between apps.
-
-        Built on first use, so a plugin that never structures a config class never imports cattrs.
-        """
+    def converter(self) -> Decoder:
+        """Decodes user config values strictly into their classes; one per app, built on first use."""
         return make_converter()
 
     # -- stages -----------------------------------------------------------
@@ -138,6 +136,12 @@ class App:
             from its ``with:``). Used by the default pipeline planner, and by
             :meth:`plan_stage` in your own ``@app.pipeline``.
         """
+
+        if callable(name):  # a bare @app.stage: the function arrived where the name belongs
+            raise RegistrationError(
+                f"@app.stage needs the stage's name: write @app.stage(\"NAME\") above {callable_name(name)}(), "
+                "with the name the app config's pipeline uses"
+            )
 
         def decorator(func: F) -> F:
             self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync, plan=plan)
@@ -191,54 +195,87 @@ class App:
 
     # -- single hooks -----------------------------------------------------
 
-    def versions(self, func: F) -> F:
+    @t.overload
+    def versions(self, func: F) -> F: ...
+    @t.overload
+    def versions(self, func: None = None) -> t.Callable[[F], F]: ...
+    def versions(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Register DetermineVersions: return a list of :class:`ArtifactVersion`."""
-        self.register_hook("versions", func)
-        return func
+        return self._hook("versions", func)
 
-    def strategy(self, func: F) -> F:
+    @t.overload
+    def strategy(self, func: F) -> F: ...
+    @t.overload
+    def strategy(self, func: None = None) -> t.Callable[[F], F]: ...
+    def strategy(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Register DetermineStrategy: return a :class:`SyncStrategy`, a :class:`Strategy`, or None for "no opinion"."""
-        self.register_hook("strategy", func)
-        return func
+        return self._hook("strategy", func)
 
-    def quick_sync(self, func: F) -> F:
+    @t.overload
+    def quick_sync(self, func: F) -> F: ...
+    @t.overload
+    def quick_sync(self, func: None = None) -> t.Callable[[F], F]: ...
+    def quick_sync(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Replace the default BuildQuickSyncStages: return a list of :class:`PlannedStage`."""
-        self.register_hook("quick_sync", func)
-        return func
+        return self._hook("quick_sync", func)
 
-    def pipeline(self, func: F) -> F:
+    @t.overload
+    def pipeline(self, func: F) -> F: ...
+    @t.overload
+    def pipeline(self, func: None = None) -> t.Callable[[F], F]: ...
+    def pipeline(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Replace the default BuildPipelineSyncStages: return a list of :class:`PlannedStage`."""
-        self.register_hook("pipeline", func)
-        return func
+        return self._hook("pipeline", func)
 
-    def livestate(self, func: F) -> F:
+    @t.overload
+    def livestate(self, func: F) -> F: ...
+    @t.overload
+    def livestate(self, func: None = None) -> t.Callable[[F], F]: ...
+    def livestate(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Serve LivestateService.GetLivestate: return a :class:`LiveState`."""
-        self.register_hook("livestate", func)
-        return func
+        return self._hook("livestate", func)
 
-    def plan_preview(self, func: F) -> F:
+    @t.overload
+    def plan_preview(self, func: F) -> F: ...
+    @t.overload
+    def plan_preview(self, func: None = None) -> t.Callable[[F], F]: ...
+    def plan_preview(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Serve PlanPreviewService.GetPlanPreview: return a list of :class:`PlanPreview`."""
-        self.register_hook("plan_preview", func)
-        return func
+        return self._hook("plan_preview", func)
+
+    def _hook(self, hook: str, func: F | None) -> F | t.Callable[[F], F]:
+        """Both spellings of a hook decorator: bare (``@app.versions``) and called (``@app.versions()``)."""
+
+        def decorator(func: F) -> F:
+            if hook == "on_startup":
+                self.register_on_startup(func)
+            else:
+                self.register_hook(hook, func)
+            return func
+
+        return decorator if func is None else decorator(func)
 
     @setupmethod
     def register_hook(self, hook: str, func: t.Callable[..., t.Any]) -> None:
         """Register ``func`` as the app's ``hook`` handler (one of :data:`SINGLE_HOOKS`)."""
         label = f"@app.{hook}"
         if hook not in SINGLE_HOOKS:
-            raise RegistrationError(f"unknown hook {hook!r}; expected one of {', '.join(SINGLE_HOOKS)}")
+            raise RegistrationError(f"unknown hook {hook!r}{did_you_mean(hook, SINGLE_HOOKS)}; the hooks are {', '.join(SINGLE_HOOKS)}")
         if hook in self.hooks:
             raise RegistrationError(f"{label} is already registered as {self.hooks[hook].qualname}(); an app has one")
         self.hooks[hook] = analyse(func, hook, label=label)
 
-    def on_startup(self, func: F) -> F:
+    @t.overload
+    def on_startup(self, func: F) -> F: ...
+    @t.overload
+    def on_startup(self, func: None = None) -> t.Callable[[F], F]: ...
+    def on_startup(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Run ``func(config, deploy_targets)`` once before the port is bound.
 
         Startup failures stop the process before piped can connect, with the
         error printed.
         """
-        self.register_on_startup(func)
-        return func
+        return self._hook("on_startup", func)
 
     @setupmethod
     def register_on_startup(self, func: t.Callable[..., t.Any]) -> None:

@@ -158,6 +158,51 @@ def build(target: str, output: str | None, fmt: str, version: str | None) -> Non
     click.echo(artifact.piped_config())
 
 
+@main.command()
+@click.argument("url", metavar="URL")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--insecure", is_flag=True, help="talk plain HTTP to the registry (pipectl's meaning); piped itself pulls over HTTPS only")
+def push(url: str, files: tuple[str, ...], insecure: bool) -> None:
+    """Publish built plugin files to URL (oci://HOST[:PORT]/REPO[:TAG]) as one multi-platform artifact piped can pull.
+
+    Each FILE is OS/ARCH=PATH (e.g. linux/arm64=dist/plugin) or a file named
+    <name>_<version>_<os>_<arch>, as pipeplug build names them. Credentials:
+    PIPEPLUG_REGISTRY_USERNAME and PIPEPLUG_REGISTRY_PASSWORD, else docker's config
+    ($DOCKER_CONFIG/config.json or ~/.docker/config.json, as docker login writes it).
+    """
+    from .oci import RegistryError
+    from .push import piped_snippet
+    from .push import push as push_files
+
+    try:
+        pushed = push_files(url, files, insecure=insecure, progress=lambda message: click.echo(message, err=True))
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    platforms = ", ".join(f.platform for f in pushed.files)
+    click.echo(f"pushed {pushed.url} ({platforms})")
+    click.echo(f"digest {pushed.digest}; to pin exactly this push, use url {pushed.pinned_url}")
+    if insecure:
+        click.echo("note: pushed over plain HTTP; piped pulls over HTTPS only, so it cannot pull from this registry as it is", err=True)
+    click.echo("\npiped config: add this plugin under spec.plugins (piped pulls over HTTPS only, and caches the plugin by name:")
+    click.echo("after pushing a new version, restart piped with --force-plugin-redownload):\n")
+    click.echo(piped_snippet(pushed))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["stage", "deployment"]), default="stage", show_default=True, help="stage: stages only (like WAIT); deployment: versions, strategy, sync and rollback stages, live state and plan preview")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None, help="where to write the project  [default: ./NAME]")
+@click.option("--force", is_flag=True, help="write into a directory that is not empty, replacing the files the project has")
+def init(name: str, kind: str, directory: str | None, force: bool) -> None:
+    """Write a new plugin project NAME: plugin file, tests, dev configs, pyproject.toml, README."""
+    from .scaffold import init_project
+
+    written = init_project(name, kind, directory, force=force)
+    root = os.path.commonpath([str(path.parent) for path in written])
+    for path in written:
+        click.echo(f"wrote {os.path.relpath(path)}")
+    click.echo(f"\nnext: cd {os.path.relpath(root)} && pip install -e '.[test]' && python -m pytest  (see README.md for pipeplug dev, build and push)")
+
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

@@ -21,6 +21,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import concurrent.futures
 import enum
 import functools
@@ -38,6 +39,8 @@ if t.TYPE_CHECKING:
     from .types import Deployment
 
 T = t.TypeVar("T")
+P = t.ParamSpec("P")
+S = t.TypeVar("S", bound="_Scoped")
 
 #: stage metadata key whose text the web UI shows on the stage
 METADATA_KEY_STAGE_DISPLAY = "pipecd/stage-display-metadata"
@@ -64,6 +67,66 @@ class StageCommand(t.NamedTuple):
     commander: str
     #: unix seconds
     created_at: int = 0
+
+
+class _Call(collections.abc.Coroutine):  # type: ignore[type-arg]
+    """A coroutine of ctx's async API that knows whether it was ever started.
+
+    Calling ``ctx.stage_metadata.put(...)`` without ``await`` does nothing, and
+    Python's own "never awaited" warning comes (if at all) when the garbage
+    collector gets to it, long after the stage passed. So each such coroutine
+    is tracked by its context until it is started (awaited, sent, made a task)
+    or closed, and a stage that ends with one untouched fails, naming the call.
+    """
+
+    __slots__ = ("_coro", "what", "_pending")
+
+    def __init__(self, coro: t.Coroutine[t.Any, t.Any, t.Any], what: str, pending: set[_Call]) -> None:
+        self._coro = coro
+        #: the call as written, e.g. ``ctx.stage_metadata.put(...)``
+        self.what = what
+        self._pending = pending
+        pending.add(self)
+
+    def __await__(self) -> t.Generator[t.Any, None, t.Any]:
+        self._pending.discard(self)
+        return self._coro.__await__()
+
+    def send(self, value: t.Any) -> t.Any:
+        self._pending.discard(self)
+        return self._coro.send(value)
+
+    def throw(self, *args: t.Any) -> t.Any:
+        self._pending.discard(self)
+        return self._coro.throw(*args)
+
+    def close(self) -> None:
+        self._pending.discard(self)
+        self._coro.close()
+
+
+class _Scoped(t.Protocol):
+    """What :func:`_tracked` methods belong to: something that knows its context and how users spell it."""
+
+    def _scope(self) -> tuple[Context, str]: ...
+
+
+def _tracked(method: t.Callable[t.Concatenate[S, P], t.Coroutine[t.Any, t.Any, T]]) -> t.Callable[t.Concatenate[S, P], t.Coroutine[t.Any, t.Any, T]]:
+    """Make ``method``'s coroutine a :class:`_Call` its context checks was started by the end of the stage."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> t.Coroutine[t.Any, t.Any, T]:
+        ctx, label = self._scope()
+        pending = ctx._pending
+        if pending is None:
+            with _LAZY_LOCK:  # a sync handler's thread and the loop may both get here first
+                if ctx._pending is None:
+                    ctx._pending = set()
+                pending = ctx._pending
+        return _Call(method(self, *args, **kwargs), f"{label}.{name}(...)", pending)
+
+    return call
 
 
 class _SyncBridge:
@@ -149,14 +212,17 @@ class Metadata:
     def __repr__(self) -> str:
         return f"<{self._label}>"
 
+    @_tracked
     async def get(self, key: str) -> str | None:
         """The value stored under ``key``, or None."""
         return await self._get(key)
 
+    @_tracked
     async def put(self, key: str, value: str) -> None:
         """Store ``value`` (a str) under ``key``."""
         await self._writer(self._put)(key, value)
 
+    @_tracked
     async def put_many(self, values: t.Mapping[str, str]) -> None:
         """Store several keys in one call."""
         if values:
@@ -173,6 +239,9 @@ class Metadata:
     def put_many_sync(self, values: t.Mapping[str, str]) -> None:
         """:meth:`put_many` for sync handlers."""
         self._ctx._bridge.run(self.put_many(values), f"{self._label}.put_many")
+
+    def _scope(self) -> tuple[Context, str]:
+        return self._ctx, self._label
 
     def _writer(self, func: t.Callable[..., t.Awaitable[None]] | None) -> t.Callable[..., t.Awaitable[None]]:
         if func is None:
@@ -199,13 +268,18 @@ class SharedObjects:
     def __repr__(self) -> str:
         return f"<SharedObjects application_id={self.application_id!r} plugin_name={self.plugin_name!r}>"
 
+    @_tracked
     async def get(self, key: str) -> bytes | None:
         """The object stored under ``key``, or None when there is none."""
         return await self._client.get_application_shared_object(self.application_id, self.plugin_name, key)
 
+    @_tracked
     async def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing what was there."""
         await self._client.put_application_shared_object(self.application_id, self.plugin_name, key, data)
+
+    def _scope(self) -> tuple[Context, str]:
+        return self._ctx, "ctx.shared_objects"
 
     def get_sync(self, key: str) -> bytes | None:
         """:meth:`get` for sync handlers."""
@@ -257,6 +331,7 @@ class Context:
         "_loop",
         "_cancel_requested",
         "_sync",
+        "_pending",
     )
 
     def __init__(
@@ -304,6 +379,8 @@ class Context:
             self._loop = None
         self._cancel_requested = False
         self._sync: _SyncBridge | None = None
+        #: coroutines of the async API not started yet (see _Call); None until the first call
+        self._pending: set[_Call] | None = None
 
     def __repr__(self) -> str:
         ids = f" stage={self.stage_name}/{self.stage_id}" if self.stage_id else ""
@@ -387,6 +464,16 @@ class Context:
                 sync = self._sync
         return sync
 
+    def _scope(self) -> tuple[Context, str]:
+        return self, "ctx"
+
+    def _never_awaited(self) -> list[str]:
+        """The async API calls made but never started, closed now so Python does not warn again later."""
+        pending = list(self._pending or ())
+        for call in pending:
+            call.close()
+        return sorted({call.what for call in pending})
+
     def _cancel(self) -> None:
         with _LAZY_LOCK:
             self._cancel_requested = True
@@ -446,6 +533,7 @@ class Context:
         client = self._client("shared_objects", application=self.application_id)
         return SharedObjects(client, self.application_id, self.plugin_name, self)
 
+    @_tracked
     async def install_tool(self, name: str, version: str, script: str) -> str:
         """Have piped install a tool once per host and return its path (``<tools dir>/<name>-<version>``).
 
@@ -508,6 +596,7 @@ class Context:
             if not self.cancelled:
                 self._bridge.run(t.cast(t.Any, commands).aclose(), "ctx.commands")
 
+    @_tracked
     async def wait_for_approval(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
         """Wait until ``min_approvers`` different users approved this stage; return who approved.
 

@@ -17,6 +17,9 @@ import typing as t
 import grpc
 
 from ._gen.model import deployment_pb2 as model_pb
+from .logconfig import has_secrets
+from .masking import MaskingContext
+from .masking import mask_message
 from .metrics import METRICS
 from .metrics import Metrics
 
@@ -125,6 +128,9 @@ class GuardedRegistrar:
                 metrics.stages_in_flight += 1
             code = "UNKNOWN"
             started = perf_counter()
+            masking = has_secrets()
+            if masking:
+                context = t.cast(grpc.aio.ServicerContext, MaskingContext(context))
             try:
                 response = await inner(request, context)
                 if _cancel_check():
@@ -136,6 +142,8 @@ class GuardedRegistrar:
                 code = "OK"
                 if is_stage:
                     metrics.stage_result(_STAGE_STATUS_NAMES.get(response.status, str(response.status)))
+                if masking:
+                    mask_message(response)  # a secret never leaves the process, whatever the handler put in its reply
                 return response
             except asyncio.CancelledError:
                 code = "CANCELLED"
@@ -143,6 +151,10 @@ class GuardedRegistrar:
             except grpc.aio.AbortError:
                 code = _CODE_NAMES.get(context.code(), "UNKNOWN")  # type: ignore[call-overload]
                 raise
+            except Exception as exc:  # noqa: BLE001 - grpc would send the exception's text unmasked
+                log.exception("%s failed", method)
+                code = "INTERNAL"
+                await context.abort(grpc.StatusCode.INTERNAL, f"{method} failed: {type(exc).__name__}: {exc}")
             finally:
                 registrar.in_flight -= 1
                 metrics.rpcs_in_flight -= 1

@@ -69,8 +69,7 @@ class Handler:
 
     @property
     def qualname(self) -> str:
-        name = getattr(self.func, "__qualname__", None)
-        return name if isinstance(name, str) else repr(self.func)
+        return callable_name(self.func)
 
     def call(self, values: Injectables, executor: Executor | None) -> t.Awaitable[t.Any]:
         """Call the function with the values it asked for; await the result.
@@ -96,36 +95,82 @@ class RegistrationError(TypeError):
 def analyse(func: t.Callable[..., t.Any], hook: str, *, label: str) -> Handler:
     """Read ``func``'s signature once and build its :class:`Handler`.
 
-    ``label`` names the registration in errors, e.g. ``@app.stage("WAIT")``.
+    ``func`` may be a function, a ``functools.partial``, a ``functools.wraps``
+    wrapper or a callable object. ``label`` names the registration in errors,
+    e.g. ``@app.stage("WAIT")``.
     """
     if not callable(func):
         raise RegistrationError(f"{label} decorates {func!r}, which is not callable")
+    name = callable_name(func)
     allowed = HOOK_PARAMS[hook]
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
-        raise RegistrationError(f"{label}: cannot read the signature of {func!r}: {exc}") from None
+        raise RegistrationError(f"{label}: cannot read the signature of {name}(): {exc}") from None
+    bound = func.keywords if isinstance(func, functools.partial) else {}
     params: list[str] = []
     for param in signature.parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or param.name in bound:
+            continue  # what a partial bound is the caller's choice, not pipeplug's to inject
         if param.name not in allowed:
             if param.default is not param.empty:
                 continue
-            offered = "\n".join(f"  {name}: {INJECTABLE[name]}" for name in allowed)
-            raise RegistrationError(
-                f"{label} handler {func.__qualname__}() asks for parameter {param.name!r}, "
-                f"which pipeplug cannot inject here. Rename it to one of:\n{offered}"
-            )
+            raise RegistrationError(_unknown_parameter(label, name, param.name, allowed))
         if param.kind is param.POSITIONAL_ONLY:
-            raise RegistrationError(f"{label} handler {func.__qualname__}(): {param.name!r} must not be positional-only")
+            raise RegistrationError(f"{label} handler {name}(): {param.name!r} must not be positional-only")
         params.append(param.name)
     options_type = None
     if "options" in params:
         options_type = _options_type(func, signature.parameters["options"].annotation, label)
-    unwrapped = inspect.unwrap(func)
-    is_async = inspect.iscoroutinefunction(unwrapped) or inspect.iscoroutinefunction(getattr(func, "__call__", None))
-    return Handler(func=func, hook=hook, params=tuple(params), is_async=is_async, options_type=options_type)
+    return Handler(func=func, hook=hook, params=tuple(params), is_async=_is_async(func), options_type=options_type)
+
+
+def callable_name(func: t.Any) -> str:
+    """The name users wrote: a function's qualname, a partial's function's, a callable object's class's."""
+    target = _underlying(func)
+    name = getattr(target, "__qualname__", None)
+    if not isinstance(name, str):
+        name = getattr(type(target), "__qualname__", None)
+    return name if isinstance(name, str) else repr(func)
+
+
+def _underlying(func: t.Any) -> t.Any:
+    """The function behind partials and ``functools.wraps`` wrappers (bounded: wrappers may loop)."""
+    for _ in range(100):
+        if isinstance(func, functools.partial):
+            func = func.func
+        elif callable(getattr(func, "__wrapped__", None)):
+            func = func.__wrapped__
+        else:
+            break
+    return func
+
+
+def _is_async(func: t.Any) -> bool:
+    """Whether calling ``func`` returns something to await (rather than running to completion in a thread).
+
+    The outermost callable decides; below it, the wrapped function does, so that a
+    plain ``functools.wraps`` wrapper around a coroutine function is async too.
+    """
+    for candidate in (func, _underlying(func)):
+        if inspect.iscoroutinefunction(candidate):
+            return True
+        if not inspect.isroutine(candidate) and not isinstance(candidate, functools.partial):
+            if inspect.iscoroutinefunction(getattr(candidate, "__call__", None)):  # a callable object
+                return True
+    return False
+
+
+def _unknown_parameter(label: str, name: str, param: str, allowed: tuple[str, ...]) -> str:
+    """Say which parameter is wrong, what it probably should be, and what can be injected here."""
+    from .suggest import did_you_mean
+
+    if param in INJECTABLE:
+        where = f"{param!r} ({INJECTABLE[param]}) is not offered to {label}"
+    else:
+        where = f"unknown parameter {param!r}" + did_you_mean(param, allowed)
+    offered = "\n".join(f"  {choice}: {INJECTABLE[choice]}" for choice in allowed)
+    return f"{label} handler {name}(): {where}. Injectable here (give other parameters a default):\n{offered}"
 
 
 def _options_type(func: t.Callable[..., t.Any], annotation: t.Any, label: str) -> t.Any:
@@ -136,12 +181,12 @@ def _options_type(func: t.Callable[..., t.Any], annotation: t.Any, label: str) -
     """
     if annotation is inspect.Parameter.empty:
         return None
-    target = inspect.unwrap(func)
+    target = _underlying(func)
     namespace = getattr(target, "__globals__", None) or getattr(getattr(target, "__call__", None), "__globals__", {})
     try:
         return t.get_type_hints(types.SimpleNamespace(__annotations__={"options": annotation}), globalns=namespace)["options"]
     except Exception as exc:  # noqa: BLE001 - forward references can fail in many ways
         raise RegistrationError(
-            f"{label}: cannot resolve the annotation of options in {func.__qualname__}(): {exc}; "
+            f"{label}: cannot resolve the annotation of options in {callable_name(func)}(): {exc}; "
             "the class must be importable from the handler's module (not defined inside a function)"
         ) from None

@@ -65,11 +65,35 @@ def _import(name: str) -> types.ModuleType:
 
 
 def _import_file(path: str) -> types.ModuleType:
-    path = os.path.abspath(path)
+    """Import a file; inside a package, as its dotted module, so relative imports work.
+
+    As Flask's ``prepare_import``: climb past directories holding
+    ``__init__.py`` to build the dotted name, and put the directory above
+    them on sys.path. A file outside any package is imported by its path.
+    """
+    path = os.path.realpath(path)
     if not os.path.isfile(path):
         raise NoAppError(f"file {path} not found")
     directory, filename = os.path.split(path)
-    module_name = os.path.splitext(filename)[0]
+    name = os.path.splitext(filename)[0]
+    if not os.path.isfile(os.path.join(directory, "__init__.py")):
+        return _import_script(path, directory, name)
+    if filename == "__init__.py":  # the package itself
+        directory, name = os.path.split(directory)
+    parts = [name]
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        directory, package = os.path.split(directory)
+        parts.append(package)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = ".".join(reversed(parts))
+    try:
+        return importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - any error while importing the user's module
+        raise NoAppError(_failed(path)) from None
+
+
+def _import_script(path: str, directory: str, module_name: str) -> types.ModuleType:
     if directory not in sys.path:
         sys.path.insert(0, directory)
     spec = importlib.util.spec_from_file_location(module_name, path)

@@ -88,6 +88,11 @@ def register_secrets(values: t.Iterable[str]) -> None:
     _secrets.update(v for v in values if len(v) >= MIN_REDACTED_LENGTH)
 
 
+def has_secrets() -> bool:
+    """Whether any secret is registered, i.e. whether outgoing text needs masking at all."""
+    return bool(_secrets)
+
+
 def redact(text: str) -> str:
     """``text`` with every registered secret replaced by ``***``."""
     for value in _secrets:

@@ -43,6 +43,9 @@ class LivestateServicer(live_grpc.LivestateServiceServicer):
 
     async def GetLivestate(self, request: t.Any, context: t.Any) -> t.Any:
         handler = self.d.app.hooks["livestate"]
+        refused = self.d.no_deploy_targets(request.deploy_targets, "GetLivestate")
+        if refused:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         ctx = self.d.context("GetLivestate", application_id=request.application_id, application_name=request.application_name)
         values = Values(self.d, ctx, sources=(request, "deploy_source", ""), target_names=request.deploy_targets)
         result = await self.d.call_hook(context, handler, values)
@@ -60,6 +63,9 @@ class PlanPreviewServicer(preview_grpc.PlanPreviewServiceServicer):
 
     async def GetPlanPreview(self, request: t.Any, context: t.Any) -> t.Any:
         handler = self.d.app.hooks["plan_preview"]
+        refused = self.d.no_deploy_targets(request.deploy_targets, "GetPlanPreview")
+        if refused:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         ctx = self.d.context("GetPlanPreview", application_id=request.application_id, application_name=request.application_name)
         values = Values(self.d, ctx, sources=(request, "target_deployment_source", "running_deployment_source"), target_names=request.deploy_targets)
         result = await self.d.call_hook(context, handler, values)

@@ -159,7 +159,7 @@ class PluginServer:
             try:
                 await hook.call(values, self.executor)
             except Exception as exc:
-                raise StartupError(f"@app.on_startup handler {hook.qualname}() failed: {type(exc).__name__}: {exc}") from exc
+                raise StartupError(logconfig.redact(f"@app.on_startup handler {hook.qualname}() failed: {type(exc).__name__}: {exc}")) from exc
         credentials = self.tls.credentials() if self.tls is not None else None
         server = grpc.aio.server(options=SERVER_OPTIONS)
         services = add_servicers(GuardedRegistrar(server, maximum_concurrent_rpcs=self.maximum_concurrent_rpcs), self.dispatcher)  # type: ignore[arg-type]

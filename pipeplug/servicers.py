@@ -34,6 +34,7 @@ from .handlers import Handler
 from .results import normalise_stage_result
 from .stagelog import current_stage
 from .stagelog import route_logging
+from .suggest import did_you_mean
 
 # The value classes (pipeplug.types) are imported by the methods that use them, so that
 # starting a plugin loads neither them nor attrs.
@@ -170,18 +171,27 @@ class Dispatcher:
                 raise InputError(f"{source.application_config_filename or 'app config'}: cannot parse: {exc}") from None
             section = ((app_config.get("spec") or {}).get("plugins") or {}).get(self.settings.name) or {}
         if self.app.app_spec_class is None:
-            return section  # no class to structure into: the converter (and cattrs) need not load
+            return section  # no class to structure into
         try:
             return structure(self.app.converter, section, self.app.app_spec_class, path=path)
         except ConfigError as exc:
             raise InputError("; ".join(exc.problems)) from None
 
     def options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
-        """The stage's ``with:`` structured into its options class; errors name the field.
+        """The stage's ``with:`` structured into its options class; an InputError names each bad field."""
+        try:
+            return self.structure_options(spec, stage_config)
+        except ConfigError as exc:
+            raise InputError("; ".join(exc.problems)) from None
+
+    def structure_options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
+        """The stage's ``with:`` structured into its options class, or a ConfigError naming each bad field.
 
         piped sends the same ``with:`` for a stage in every deployment of an
         application, so an immutable options object (a frozen attrs class
         of immutable fields) is structured once per distinct config and shared.
+        A rollback stage gets the ``with:`` of the forward stage at its index, so
+        keys its class does not declare are ignored there.
         """
         if spec.name not in self._reuse:
             self._reuse[spec.name] = {} if _immutable(spec.handler.options_type) else None
@@ -193,23 +203,32 @@ class Dispatcher:
         try:
             raw = json.loads(stage_config) if stage_config else {}
         except ValueError as exc:
-            raise InputError(f"with: not valid JSON ({exc})") from None
+            raise ConfigError([f"with: not valid JSON ({exc})"]) from None
         if raw is None:
             raw = {}
         cls = spec.handler.options_type
-        try:
-            plain = cls is None or cls is t.Any or (cls is dict and isinstance(raw, dict))  # as decoded: no converter (nor cattrs) needed
-            value = raw if plain else self.app.converter.structure(raw, cls)
-        except Exception:  # noqa: BLE001 - structure again for an error that names each bad field
-            try:
-                value = structure(self.app.converter, raw, cls, path="with")
-            except ConfigError as exc:
-                raise InputError("; ".join(exc.problems)) from None
+        plain = cls is None or cls is t.Any or (cls is dict and isinstance(raw, dict))  # as decoded: no decoder needed
+        value = raw if plain else self.app.converter.structure(raw, cls, path="with", lenient=spec.rollback)
         if reuse is not None and len(stage_config) <= _REUSE_MAX_BYTES:
             if len(reuse) >= _REUSE_LIMIT:
                 del reuse[next(iter(reuse))]
             reuse[stage_config] = value
         return value
+
+    def no_deploy_targets(self, names: t.Sized, rpc: str) -> str:
+        """Why a call naming no deploy targets is refused ("" when it is fine), as the Go SDK refuses it.
+
+        Only a plugin that declares a deploy-target config deploys *to* something;
+        a call that names no target for it is a misregistered application, and a
+        handler given an empty list would act on nothing (upstream #7115/#7116).
+        """
+        if self.app.deploy_target_config_class is None or len(names):
+            return ""
+        return (
+            f"no deploy targets provided: plugin {self.settings.name!r} declares a deploy-target config, but piped sent "
+            f"{rpc} no deploy target for it; pick the application's deploy targets for this plugin when registering it "
+            "(piped copies them from the application's deploy_targets_by_plugin)"
+        )
 
     def context(self, rpc: str, deployment_pb: t.Any = None, **fields: t.Any) -> Context:
         if deployment_pb is not None:
@@ -343,9 +362,13 @@ async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str
 
 
 def expect_list(value: t.Any, item: type, label: str) -> list[t.Any]:
-    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back."""
+    """A hook's answer as a list of ``item``; anything else raises HandlerResultError saying what came back.
+
+    None is refused too: it is almost always a forgotten ``return``, and an
+    empty plan or version list must be asked for with ``return []``.
+    """
     if value is None:
-        return []
+        raise HandlerResultError(f"{label} returned None; expected a list of {item.__name__} (a missing `return`? return [] for none)")
     if isinstance(value, item) or not isinstance(value, (list, tuple)):
         raise HandlerResultError(f"{label} returned {value!r}; expected a list of {item.__name__}")
     for entry in value:
@@ -415,6 +438,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"stages[{i}] ({stage.name}).config: not valid JSON ({exc})")
             requested.append(StageRequest(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
+        # Every stage's options are checked before any stage runs, as the official SCRIPT_RUN does.
+        await self._refuse_bad_options(context, [(stage.name, stage.index, stage.config, "") for stage in request.stages])
         handler = self.app.hooks.get("pipeline")
         if handler is None:
             planned = await checked(context, lambda: self._default_pipeline(requested, request.rollback))
@@ -425,9 +450,29 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             label = f"@app.pipeline handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             await checked(context, lambda: self._check_planned(planned, requested, label))
+        # A rollback stage is executed with the `with:` of the stage at its index (piped's scheduler does so).
+        forward = {stage.index: stage for stage in request.stages}
+        await self._refuse_bad_options(
+            context,
+            [(s.name, s.index, forward[s.index].config, f", rollback of {forward[s.index].name}") for s in planned if s.rollback and s.index in forward],
+        )
         desc = {s.index: s.desc for s in requested}
         now = int(time.time())
         return deploy_pb.BuildPipelineSyncStagesResponse(stages=[wire.stage_to_pb(s, desc=desc.get(s.index, ""), now=now) for s in planned])
+
+    async def _refuse_bad_options(self, context: t.Any, stages: list[tuple[str, int, bytes, str]]) -> None:
+        """End the call with INVALID_ARGUMENT naming every bad option of the (name, index, with:, note) stages this plugin serves."""
+        problems = []
+        for name, index, config, note in stages:
+            spec = self.app.stages.get(name)
+            if spec is None or spec.handler.options_type is None:
+                continue
+            try:
+                self.d.structure_options(spec, config)
+            except ConfigError as exc:
+                problems += [f"stage {index} ({name}{note}): {problem}" for problem in exc.problems]
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
 
     def _default_pipeline(self, requested: list[StageRequest], rollback: bool) -> list[PlannedStage]:
         from .types import PlannedStage
@@ -451,7 +496,10 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         seen: dict[bool, set[int]] = {True: set(), False: set()}
         for stage in planned:
             if stage.name not in self.app.stages:
-                raise HandlerResultError(f"{label} planned stage {stage.name!r}, which this plugin does not define; piped could not route it")
+                raise HandlerResultError(
+                    f"{label} planned stage {stage.name!r}{did_you_mean(stage.name, self.app.stages)}, "
+                    "which this plugin does not define; piped could not route it"
+                )
             if stage.index not in allowed:
                 raise HandlerResultError(f"{label} planned {stage.name!r} at index {stage.index}, which piped did not request (requested: {sorted(allowed)})")
             if stage.index in seen[stage.rollback]:
@@ -475,7 +523,8 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
             unknown = [s.name for s in planned if s.name not in self.app.stages]
             if unknown:
-                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define")
+                hint = did_you_mean(unknown[0], self.app.stages)
+                await context.abort(grpc.StatusCode.INTERNAL, f"{label} planned {unknown}, which this plugin does not define{hint}")
         now = int(time.time())
         stages = [wire.stage_to_pb(s, desc=s.desc, now=now) for s in planned]
         for stage in stages:
@@ -492,13 +541,22 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         spec = self.app.stages.get(stage.name)
         if spec is None:
             served = ", ".join(self.app.stages) or "none"
-            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}; it serves: {served}"
+            message = f"stage {stage.name!r} is not served by plugin {self.d.settings.name!r}{did_you_mean(stage.name, self.app.stages)}; it serves: {served}"
             log.error("%s (deployment %s)", message, inp.deployment.id)
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_FAILURE, message=message)
         # The stage runs right here, not in a helper coroutine: a held stage then costs one
         # frame less, and a plugin may hold thousands.
         ctx, values = self.d.stage_call(spec, inp)
         started = time.monotonic()
+        if self.app.deploy_target_config_class is not None:
+            entry = inp.deployment.deploy_targets_by_plugin.get(self.d.settings.name)
+            refused = self.d.no_deploy_targets(entry.deploy_targets if entry is not None else (), "ExecuteStage")
+            if refused:
+                # piped shows no gRPC error text: the stage log is where users read why
+                completed = self.d.stage_ended(spec, ctx, StageStatus.FAILURE, refused, started, False)
+                if completed is not None:
+                    await asyncio.shield(completed)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         routed = self.d.stage_begins(ctx)
         logged = False
         try:
@@ -518,10 +576,31 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             logged = True
         finally:
             current_stage.reset(routed)
+        if ctx._pending:
+            status, message, logged = never_awaited(ctx, spec, status, message, logged)
         completed = self.d.stage_ended(spec, ctx, status, message, started, logged)
         if completed is not None:
             await asyncio.shield(completed)
         return deploy_pb.ExecuteStageResponse(status=int(status), message=message)
+
+
+def never_awaited(ctx: Context, spec: StageSpec, status: StageStatus, message: str, logged: bool) -> tuple[StageStatus, str, bool]:
+    """Fail a stage whose handler called ctx's async API without awaiting it: that call did nothing.
+
+    The stage's own message is kept after the reason; if it is already in the
+    stage log, only the reason is written there.
+    """
+    calls = ctx._never_awaited()
+    if not calls:  # each was started after all (by a thread the handler left running)
+        return status, message, logged
+    verb = "was" if len(calls) == 1 else "were"
+    reason = (
+        f"stage {spec.name} handler {spec.handler.qualname}(): {' and '.join(calls)} {verb} never awaited, so it did nothing; "
+        "add await (or, in a sync handler, call its _sync twin)"
+    )
+    if logged:
+        ctx.log.error("%s", reason)
+    return StageStatus.FAILURE, f"{reason}. {message}" if message else reason, logged
 
 
 async def checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:

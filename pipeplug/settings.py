@@ -109,6 +109,6 @@ def _structure_optional(app: App, value: t.Any, cls: type | None, path: str) -> 
     # Piped omits an empty config and sends a target without one as null: both mean {}.
     if value is None:
         value = {}
-    if cls is None:  # kept as decoded; the converter (and cattrs) are not needed
+    if cls is None:  # kept as decoded
         return value
     return structure(app.converter, value, cls, path=path)

@@ -19,6 +19,7 @@ EXAMPLES = os.path.join(ROOT, "examples")
 EXAMPLE_APP = os.path.join(ROOT, "example_app.py")
 STAGES_APP = os.path.join(APPS, "dev_stages.py")
 RAW_APP = os.path.join(APPS, "dev_raw.py")
+SECRET_APP = os.path.join(APPS, "secret_app.py")
 
 #: piped's 5 s intervals, shortened on both sides so tests stay fast
 FAST_ENV = {

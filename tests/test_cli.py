@@ -111,7 +111,7 @@ def test_config_that_does_not_fit_prints_every_bad_field():
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "the plugin config from --config does not fit plugin 'every':" in result.stderr
-    assert "config: unknown field(s) stateDirr" in result.stderr
+    assert 'config.stateDirr: unknown field; did you mean "stateDir"?' in result.stderr
     assert "deployTargets[0] (a).config.region: required field is missing" in result.stderr
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # never bound
@@ -175,6 +175,42 @@ def test_load_by_path_and_attribute():
 def test_load_by_dotted_module(monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(APPS, "loading"))
     assert load_app("one_app").name == "only"
+
+
+def test_a_file_inside_a_package_is_imported_as_its_dotted_module(monkeypatch):
+    """Like Flask's prepare_import: climb past __init__.py files, so relative imports work."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for name in [n for n in sys.modules if n == "relpkg" or n.startswith("relpkg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    app = load_app(os.path.join(APPS, "loading", "relpkg", "plugin.py"))
+    assert (app.name, list(app.stages)) == ("relative", ["RELATIVE_STAGE"])
+    assert sys.path[0] == os.path.join(APPS, "loading") and "relpkg.plugin" in sys.modules
+    for name in ("relpkg", "relpkg.plugin", "relpkg.stages"):
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_pipeplug_run_serves_a_plugin_module_of_a_package():
+    port = free_port()
+    target = os.path.relpath(os.path.join(APPS, "loading", "relpkg", "plugin.py"), ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeplug.cli", "run", target, "--port", str(port), "--host", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        stages = None
+        while time.monotonic() < deadline and stages is None and proc.poll() is None:
+            try:
+                stages = fetch(f"127.0.0.1:{port}")
+            except grpc.RpcError:
+                time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert stages == ["RELATIVE_STAGE"], err
 
 
 def test_ambiguous_module_is_an_error():

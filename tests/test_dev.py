@@ -16,6 +16,7 @@ from pipeplug._gen.model import deployment_pb2 as model_pb
 
 from .dev_support import EXAMPLE_APP
 from .dev_support import EXAMPLES
+from .dev_support import SECRET_APP
 from .dev_support import STAGES_APP
 from .dev_support import Dev
 from .dev_support import alive
@@ -211,13 +212,26 @@ def test_exited_stage_ends_with_success_and_skips_the_rest(dev):
     assert result.record["status"] == "SUCCESS"
 
 
-def test_running_reply_parks_the_deployment(dev):
+def test_a_running_reply_fails_the_stage_instead_of_parking_the_deployment(dev):
     config = stages_app(dev, [{"name": "PARK"}, {"name": "SLEEP"}])
     result = dev.run(STAGES_APP, "--app-config", config, "--json")
     assert result.code == 1, result
-    assert result.record["status"] == "RUNNING"
-    assert result.stage("PARK")["status"] == "RUNNING" and result.stage("SLEEP")["status"] == "NOT_STARTED_YET"
-    assert "real piped would leave the deployment RUNNING" in result.err
+    assert result.record["status"] == "FAILURE"
+    assert result.stage("PARK")["status"] == "FAILURE" and result.stage("SLEEP")["status"] == "NOT_STARTED_YET"
+    assert "stage PARK handler park() returned StageStatus.RUNNING, which does not end a stage" in result.out + result.err
+    assert "real piped would leave the deployment RUNNING" not in result.err
+
+
+def test_a_secret_never_reaches_the_dev_output(dev):
+    config = stages_app(dev, [{"name": "LEAK_RAISE"}])
+    plugin = dev.plugin_config("secretive", config={"token": "hunter2-SECRET"})
+    result = dev.run(SECRET_APP, "--app-config", config, "--plugin-config", plugin, "--json")
+    assert result.code == 1, result
+    assert result.stage("LEAK_RAISE")["status"] == "FAILURE"
+    assert "failed with ***" in result.out + result.err
+    assert "hunter2-SECRET" not in result.out + result.err
+    [deployment] = dev.deployments()
+    assert all("hunter2-SECRET" not in line for line in dev.logs(deployment.id, deployment.stages[0].id))
 
 
 def test_plugin_crash_mid_stage_is_a_stage_failure_with_its_output(dev):

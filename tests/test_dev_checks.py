@@ -89,9 +89,12 @@ def test_unknown_stage_lists_what_each_plugin_offers(dev):
     config = dev.app_config({"pipeline": {"stages": [{"name": "SLEEP"}, {"name": "DEPLOY_EVERYTHING"}]}})
     result = dev.run(STAGES_APP, "--app-config", config, "--plugin", EXAMPLE_APP, "--json")
     assert result.code == 2, result
-    assert "spec.pipeline.stages[1].name: no plugin offers stage 'DEPLOY_EVERYTHING'" in result.err
+    assert "spec.pipeline.stages[1].name: no plugin offers stage 'DEPLOY_EVERYTHING'. Stages offered:" in result.err
     assert "dev_stages: SLEEP, FAIL, EXIT" in result.err and "example_app: WAIT, WAIT_APPROVAL, DIR_SYNC" in result.err
     assert "Traceback" not in result.err
+    config = dev.app_config({"pipeline": {"stages": [{"name": "SLEPE"}]}})
+    typo = dev.run(STAGES_APP, "--app-config", config, "--json")
+    assert "no plugin offers stage 'SLEPE' (did you mean 'SLEEP'?). Stages offered:" in typo.err, typo
 
 
 def test_missing_and_invalid_app_config(dev):
@@ -138,3 +141,24 @@ def test_examples_are_valid_app_configs():
             with open(os.path.join(examples, name), "rb") as f:
                 config = parse_app_config(f.read(), name)
             assert config.warnings == (), (name, config.warnings)
+
+
+def _script(dev, name: str, body: str) -> str:
+    path = dev.tmp / f"{name}.py"
+    path.write_text("import pipeplug\n\napp = pipeplug.App('scripted')\n" + body)
+    return str(path)
+
+
+def test_the_app_main_hint_shows_only_when_the_script_never_started_the_plugin(dev):
+    config = dev.app_config({"pipeline": {"stages": [{"name": "S"}]}})
+    no_main = dev.run(_script(dev, "no_main", "app.stage('S')(lambda: None)\n"), "--app-config", config, "--json")
+    assert no_main.code == 2, no_main
+    assert "exited with code 0 before listening" in no_main.err
+    assert "runs as a script; it must call app.main()" in no_main.err
+
+    bare = "@app.stage\ndef s():\n    pass\n\nif __name__ == '__main__':\n    app.main()\n"
+    broken = dev.run(_script(dev, "bare_stage", bare), "--app-config", config, "--json")
+    assert broken.code == 2, broken
+    assert "exited with code 1 before listening" in broken.err
+    assert "RegistrationError: @app.stage needs the stage's name" in broken.err
+    assert "hint:" not in broken.err and "runs as a script" not in broken.err

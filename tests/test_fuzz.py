@@ -315,8 +315,9 @@ def test_well_formed_random_messages(target, path, request_cls, response_cls) ->
 
 @pytest.mark.parametrize(("path", "request_cls", "response_cls"), RPCS, ids=RPC_IDS)
 def test_piped_shaped_requests(target, path, request_cls, response_cls) -> None:  # type: ignore[no-untyped-def]
-    _, channel, app_dir = target
+    plugin, channel, app_dir = target
     rpc = path.rsplit("/", 1)[1]
+    before = stage_results(plugin)
 
     @FUZZ_SETTINGS
     @given(message=piped_shaped(rpc, app_dir))
@@ -324,6 +325,24 @@ def test_piped_shaped_requests(target, path, request_cls, response_cls) -> None:
         check_answer(channel, path, response_cls, message.SerializeToString())
 
     run()
+    if rpc == "ExecuteStage":  # the piped-shaped inputs reached the stage handlers: both outcomes were seen
+        after = stage_results(plugin)
+        assert all(after.get(status, 0) > before.get(status, 0) for status in ("STAGE_SUCCESS", "STAGE_FAILURE")), (before, after)
+
+
+def metrics(plugin: t.Any) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{plugin.admin_port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def stage_results(plugin: t.Any) -> dict[str, float]:
+    """pipeplug_stage_results_total by status, summed over stages."""
+    found: dict[str, float] = {}
+    for line in metrics(plugin).splitlines():
+        if line.startswith("pipeplug_stage_results_total{"):
+            status = line.split('status="')[1].split('"')[0] if 'status="' in line else line.split('"')[1]
+            found[status] = found.get(status, 0.0) + float(line.rsplit(" ", 1)[1])
+    return found
 
 
 def test_unknown_methods_get_unimplemented(target) -> None:  # type: ignore[no-untyped-def]
@@ -335,14 +354,14 @@ def test_unknown_methods_get_unimplemented(target) -> None:  # type: ignore[no-u
 
 def test_still_serving_after_the_fuzz(target) -> None:  # type: ignore[no-untyped-def]
     plugin, channel, _ = target
-    stages = deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=CALL_TIMEOUT)
+    stub = deploy_grpc.DeploymentServiceStub(channel)
+    stages = stub.FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=CALL_TIMEOUT)
     assert "WAIT" in stages.stages
+    with pytest.raises(grpc.RpcError) as refused:  # no input: refused, not crashed
+        stub.ExecuteStage(deploy_pb.ExecuteStageRequest(), timeout=CALL_TIMEOUT)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert plugin.proc.poll() is None
-    # The piped-shaped inputs reached the stage handlers: every stage outcome was seen.
-    with urllib.request.urlopen(f"http://127.0.0.1:{plugin.admin_port}/metrics", timeout=5) as response:
-        body = response.read().decode()
-    results = {line.split('"')[1] for line in body.splitlines() if line.startswith("pipeplug_stage_results_total{")}
-    assert {"STAGE_SUCCESS", "STAGE_FAILURE"} <= results, body
+    body = metrics(plugin)
     codes = {line.split('code="')[1].split('"')[0] for line in body.splitlines() if line.startswith("pipeplug_rpc_requests_total{")}
     assert {"OK", "INVALID_ARGUMENT"} <= codes, body
     report = os.environ.get("PIPEPLUG_FUZZ_REPORT")

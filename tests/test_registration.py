@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import attrs
 import pytest
@@ -47,7 +48,8 @@ def test_unknown_parameter_lists_what_can_be_injected():
             pass
 
     message = str(err.value)
-    assert "@app.stage('A') handler test_unknown_parameter_lists_what_can_be_injected.<locals>.handler() asks for parameter 'opts'" in message
+    assert "@app.stage('A') handler test_unknown_parameter_lists_what_can_be_injected.<locals>.handler(): unknown parameter 'opts'" in message
+    assert "(did you mean 'options'?)" in message
     for name in ("ctx", "options", "config", "deploy_targets", "deployment", "app_spec", "target_source", "running_source"):
         assert f"  {name}: " in message
 
@@ -125,3 +127,83 @@ def test_unresolvable_annotation_is_a_registration_error():
 def test_app_name_is_required():
     with pytest.raises(ValueError, match="must not be empty"):
         pipeplug.App("")
+
+
+def test_a_bare_stage_decorator_raises_at_import():
+    app = pipeplug.App("p")
+    with pytest.raises(pipeplug.RegistrationError, match=r'needs the stage\'s name: write @app.stage\("NAME"\) above .*\.deploy\(\)'):
+
+        @app.stage
+        def deploy(ctx):
+            pass
+
+    assert app.stages == {}
+
+
+def test_hooks_work_bare_and_called():
+    for name in ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview", "on_startup"):
+        bare, called = pipeplug.App("bare"), pipeplug.App("called")
+
+        def handler():
+            return []
+
+        assert getattr(bare, name)(handler) is handler
+        assert getattr(called, name)()(handler) is handler
+        registered = [a.startup_hooks[0] if name == "on_startup" else a.hooks[name] for a in (bare, called)]
+        assert [h.func for h in registered] == [handler, handler]
+
+
+def test_unknown_names_suggest_the_closest():
+    app = pipeplug.App("p")
+    with pytest.raises(pipeplug.RegistrationError, match=r"unknown parameter 'dpeloy_targets' \(did you mean 'deploy_targets'\?\)"):
+        app.versions(lambda dpeloy_targets: [])
+    with pytest.raises(pipeplug.RegistrationError, match=r"'options' \(.*\) is not offered to @app.versions"):
+        app.versions(lambda options: [])
+    with pytest.raises(pipeplug.RegistrationError, match=r"unknown hook 'version' \(did you mean 'versions'\?\)"):
+        app.register_hook("version", lambda: [])
+
+
+async def _deploy(ctx, options, region):
+    return pipeplug.StageResult(pipeplug.StageStatus.SUCCESS, f"{region} {options['n']} {ctx.stage_name}")
+
+
+def _logged(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)  # a sync wrapper: returns the coroutine of the async function it wraps
+
+    return wrapper
+
+
+class Deployer:
+    """A callable object with an async __call__."""
+
+    def __init__(self, region: str) -> None:
+        self.region = region
+
+    async def __call__(self, ctx, options):
+        return await _deploy(ctx, options, self.region)
+
+
+def test_partials_wrappers_and_callable_objects_get_their_injections():
+    app = pipeplug.App("p")
+    app.stage("PARTIAL")(functools.partial(_deploy, region="eu"))
+    app.stage("WRAPPED")(_logged(functools.partial(_deploy, region="us")))
+    app.stage("OBJECT")(Deployer("ap"))
+    assert [app.stages[n].handler.qualname for n in ("PARTIAL", "WRAPPED", "OBJECT")] == ["_deploy", "_deploy", "Deployer"]
+    assert app.stages["PARTIAL"].handler.params == ("ctx", "options")
+    with app.test_client() as client:
+        runs = {name: client.execute_stage(name, {"n": 1}) for name in ("PARTIAL", "WRAPPED", "OBJECT")}
+    assert {name: (run.status, run.message) for name, run in runs.items()} == {
+        "PARTIAL": (pipeplug.StageStatus.SUCCESS, "eu 1 PARTIAL"),
+        "WRAPPED": (pipeplug.StageStatus.SUCCESS, "us 1 WRAPPED"),
+        "OBJECT": (pipeplug.StageStatus.SUCCESS, "ap 1 OBJECT"),
+    }
+
+
+def test_a_partial_with_an_unknown_parameter_is_named_by_its_function():
+    def deploy(ctx, region):
+        pass
+
+    with pytest.raises(pipeplug.RegistrationError, match=r"handler .*deploy\(\): unknown parameter 'region'"):
+        pipeplug.App("p").stage("A")(functools.partial(deploy, 1))

@@ -28,19 +28,21 @@ from tests.talkback_support import talkback  # noqa: F401
 from tests.talkback_support import texts
 from tests.talkback_support import wait_until
 
+#: the example plugin declares a deploy-target config, so piped must name one of its targets
+TARGETS = [{"name": "local", "config": {"path": "/nonexistent/pipeplug-test"}}]
 APPROVED_USERS = "pipecd/stage-approved-users"
 DISPLAY = "pipecd/stage-display-metadata"
 
 
 @pytest.fixture(scope="module")
 def example(piped) -> t.Iterator[PluginProcess]:  # type: ignore[no-untyped-def]
-    with PluginProcess(EXAMPLE_APP, piped_address=piped.address, env=FAST) as plugin:
+    with PluginProcess(EXAMPLE_APP, piped_address=piped.address, deploy_targets=TARGETS, env=FAST) as plugin:
         yield plugin
 
 
 @pytest.fixture
 def example_client(example, piped) -> t.Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    with TestClient(address=example.address, piped=piped, name="example") as test_client:
+    with TestClient(address=example.address, piped=piped, name="example", deploy_targets=TARGETS) as test_client:
         yield test_client
 
 
@@ -53,17 +55,17 @@ def polled(piped, stage_id: str) -> int:  # type: ignore[no-untyped-def]
 
 def test_wait_resumes_after_sigkill_and_waits_only_the_remainder(piped) -> None:  # type: ignore[no-untyped-def]
     duration = 6
-    first = PluginProcess(EXAMPLE_APP, piped_address=piped.address, env=FAST).start()
+    first = PluginProcess(EXAMPLE_APP, piped_address=piped.address, deploy_targets=TARGETS, env=FAST).start()
     second = None
     try:
-        with TestClient(address=first.address, piped=piped, name="example") as client:
+        with TestClient(address=first.address, piped=piped, name="example", deploy_targets=TARGETS) as client:
             call = client.start_stage("WAIT", {"duration": f"{duration}s"}, deployment={"id": "dep-wait"}, stage_id="wait")
             started = int(wait_until(lambda: piped.stage_metadata("dep-wait", "wait").get("startTime"), "WAIT to record its start time"))
             wait_until(lambda: piped.log_lines("dep-wait", "wait") and time.time() >= started + 3, "3s of waiting")
             first.kill()  # SIGKILL, like an OOM or a lost node: piped re-executes the RUNNING stage later
             with pytest.raises(PluginCallError):
                 call.result(10)
-            second = PluginProcess(EXAMPLE_APP, piped_address=piped.address, port=first.port, env=FAST).start()
+            second = PluginProcess(EXAMPLE_APP, piped_address=piped.address, deploy_targets=TARGETS, port=first.port, env=FAST).start()
             resumed_at = time.monotonic()
             run = client.execute_stage("WAIT", {"duration": f"{duration}s"}, deployment={"id": "dep-wait"}, stage_id="wait", status=StageStatus.RUNNING)
             took = time.monotonic() - resumed_at
@@ -103,8 +105,8 @@ def test_wait_approval_is_planned_with_an_approve_button_for_its_approvers(examp
 def test_a_bad_approvers_list_fails_the_plan_clearly(example_client) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(PluginCallError) as failed:
         example_client.build_pipeline_sync_stages([{"name": "WAIT_APPROVAL", "with": {"approvers": "alice"}}], rollback=False)
-    assert failed.value.code == grpc.StatusCode.INTERNAL
-    assert "WAIT_APPROVAL at index 0: with.approvers must be a list of user names, got 'alice'" in failed.value.details
+    assert failed.value.code == grpc.StatusCode.INVALID_ARGUMENT  # checked against ApprovalOptions before plan= runs
+    assert failed.value.details == 'stage 0 (WAIT_APPROVAL): with.approvers: expected a list of strings, got "alice"'
 
 
 def test_wait_approval_counts_only_its_approvers_once_each(example_client, piped) -> None:  # type: ignore[no-untyped-def]

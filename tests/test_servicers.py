@@ -23,6 +23,8 @@ from pipeplug._gen.plugin import deployment_pb2 as pb
 from pipeplug._gen.plugin import livestate_pb2
 from pipeplug._gen.plugin import planpreview_pb2
 
+from pipeplug.testing import PluginCallError
+
 from .support import load_test_app
 from .support import served
 
@@ -111,7 +113,7 @@ def test_versions_bad_app_spec_names_the_field(every, tmp_path):
     with pytest.raises(grpc.RpcError) as err:
         every.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "spec.plugins.every: unknown field(s) tpyo" in err.value.details()
+    assert "spec.plugins.every.tpyo: unknown field (valid: versionTag)" in err.value.details()
 
 
 @pytest.mark.parametrize(
@@ -202,6 +204,32 @@ def test_plan_preview(every, tmp_path):
     ]
 
 
+def test_no_deploy_targets_is_refused_before_the_handler_runs(tmp_path):
+    """The Go SDK refuses such calls (upstream #7115/#7116); an empty list used to reach the handler."""
+    app = load_test_app("every_decorator").app
+    targets = [{"name": "dev", "config": {"region": "eu"}}]
+    with app.test_client(config={"greeting": "hi", "stateDir": str(tmp_path)}, deploy_targets=targets) as client:
+        call = client.start_stage("EVERY_SYNC", deploy_targets=[])
+        with pytest.raises(PluginCallError) as err:
+            call.result()
+        livestate = pytest.raises(PluginCallError, client.get_livestate, deploy_targets=[])
+        preview = pytest.raises(PluginCallError, client.get_plan_preview, deploy_targets=[])
+        lines = client.piped.log_lines(call.deployment_id, call.stage_id)
+        assert client.piped.log_completed(call.deployment_id, call.stage_id)
+        assert client.execute_stage("EVERY_SYNC").status == pipeplug.StageStatus.SUCCESS  # with its targets it runs
+    for rpc, info in (("ExecuteStage", err), ("GetLivestate", livestate), ("GetPlanPreview", preview)):
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details.startswith(
+            f"no deploy targets provided: plugin 'every' declares a deploy-target config, but piped sent {rpc} no deploy target for it;"
+        )
+    assert [severity for severity, text in lines if text == err.value.details] == ["ERROR"]
+
+
+def test_a_plugin_without_deploy_target_config_runs_without_targets(stage_only):
+    res = execute(stage_only, "NOOP", dep=deployment(targets=()))
+    assert res.status == model_pb.STAGE_SUCCESS, res.message
+
+
 # -- results and errors -------------------------------------------------------
 
 
@@ -219,13 +247,45 @@ def test_bad_return_value_is_failure_naming_the_shapes(every):
     assert "returned 42; expected None (success), a pipeplug.StageStatus" in res.message
 
 
+@pytest.mark.parametrize("status", ["RUNNING", "NOT_STARTED_YET"])
+def test_a_non_final_status_is_failure_naming_the_handler(every, status):
+    """Real piped parks the deployment on a non-final status; the Go SDK fails the stage instead, and so does pipeplug."""
+    res = execute(every, "OUTCOME", {"status": status, "message": "still going"})
+    assert res.status == model_pb.STAGE_FAILURE
+    assert res.message == (
+        f"stage OUTCOME handler outcome() returned StageResult with status StageStatus.{status}, which does not end a stage "
+        "(piped would leave the deployment RUNNING); return SUCCESS, FAILURE, SKIPPED, EXITED or CANCELLED. Its message: still going"
+    )
+
+
+def test_list_hooks_returning_none_name_the_hook():
+    app = pipeplug.App("forgetful")
+    app.stage("A")(lambda: None)
+    for hook in ("versions", "pipeline", "quick_sync", "plan_preview"):
+        getattr(app, hook)(lambda: None)
+    with served(app) as stubs:
+        inp = pb.PlanPluginInput(deployment=model_pb.Deployment(id="d"))
+        calls = {
+            "versions": lambda: stubs.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp)),
+            "pipeline": lambda: stubs.deployment.BuildPipelineSyncStages(pb.BuildPipelineSyncStagesRequest()),
+            "quick_sync": lambda: stubs.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest()),
+            "plan_preview": lambda: stubs.planpreview.GetPlanPreview(planpreview_pb2.GetPlanPreviewRequest()),
+        }
+        for hook, call in calls.items():
+            with pytest.raises(grpc.RpcError) as err:
+                call()
+            assert err.value.code() == grpc.StatusCode.INTERNAL
+            assert err.value.details().startswith(f"@app.{hook} handler test_list_hooks_returning_none_name_the_hook.<locals>.<lambda>() returned None;")
+            assert "a missing `return`? return [] for none" in err.value.details()
+
+
 def test_invalid_options_name_the_field(every):
     res = execute(every, "ASYNC_SLEEP", {"duration": 5})
     assert (res.status, res.message) == (model_pb.STAGE_FAILURE, 'stage ASYNC_SLEEP: with.duration: expected a duration such as "30s", got 5')
     res = execute(every, "ASYNC_SLEEP", {})
     assert res.message == "stage ASYNC_SLEEP: with.duration: required field is missing"
     res = execute(every, "ASYNC_SLEEP", {"duration": "1s", "durration": "2s"})
-    assert res.message == "stage ASYNC_SLEEP: with: unknown field(s) durration"
+    assert res.message == 'stage ASYNC_SLEEP: with.durration: unknown option; did you mean "duration"?'
     res = execute(every, "ASYNC_SLEEP", b"{not json")
     assert res.message.startswith("stage ASYNC_SLEEP: with: not valid JSON")
 
@@ -237,6 +297,7 @@ def test_unknown_stage_lists_served_stages(every):
         "stage 'K8S_SYNC' is not served by plugin 'every'; it serves: "
         "EVERY_SYNC, EVERY_ROLLBACK, ASYNC_SLEEP, SYNC_SLEEP, OUTCOME, RAISE, BAD_RETURN"
     )
+    assert execute(every, "EVERY_SINC").message.startswith("stage 'EVERY_SINC' is not served by plugin 'every' (did you mean 'EVERY_SYNC'?); it serves: ")
 
 
 @pytest.mark.parametrize(
@@ -422,3 +483,49 @@ def test_immutable_options_are_structured_once_per_config_and_others_every_call(
     assert [m.names for m in seen["MUTABLE"]] == [["a", "changed by the handler"]] * 2
     assert seen["FROZEN_LIST"][0] is not seen["FROZEN_LIST"][1]
     assert bad.status == pipeplug.StageStatus.FAILURE and "with.mode" in bad.message
+
+
+# -- async API calls never awaited ---------------------------------------------------------------
+
+
+def test_a_metadata_call_never_awaited_fails_the_stage_naming_it():
+    import asyncio
+
+    app = pipeplug.App("forgetful")
+
+    @app.stage("FORGET")
+    async def forget(ctx):
+        ctx.stage_metadata.put("k", "v")
+
+    @app.stage("FORGET_IN_SYNC")
+    def forget_in_sync(ctx):
+        ctx.deployment_metadata.put_many({"k": "v"})
+        ctx.stage_metadata.get("k")
+        return pipeplug.StageResult(pipeplug.StageStatus.SUCCESS, "all done")
+
+    @app.stage("AWAITED")
+    async def awaited(ctx):
+        await ctx.stage_metadata.put("k", "v")
+        await asyncio.gather(ctx.stage_metadata.get("k"), ctx.deployment_metadata.put("a", "b"))
+        await asyncio.create_task(ctx.stage_metadata.put("t", "task"))
+
+    @app.stage("SYNC_TWINS")
+    def sync_twins(ctx):
+        ctx.stage_metadata.put_sync("k", ctx.stage_metadata.get_sync("missing") or "v")
+
+    with app.test_client() as client:
+        forgot = client.execute_stage("FORGET")
+        forgot_in_sync = client.execute_stage("FORGET_IN_SYNC")
+        fine = client.execute_stage("AWAITED")
+        twins = client.execute_stage("SYNC_TWINS")
+    assert (forgot.status, forgot.metadata) == (pipeplug.StageStatus.FAILURE, {})
+    assert forgot.message == (
+        "stage FORGET handler test_a_metadata_call_never_awaited_fails_the_stage_naming_it.<locals>.forget(): "
+        "ctx.stage_metadata.put(...) was never awaited, so it did nothing; add await (or, in a sync handler, call its _sync twin)"
+    )
+    assert ("ERROR", forgot.message) in forgot.logs
+    assert forgot_in_sync.status == pipeplug.StageStatus.FAILURE
+    assert "ctx.deployment_metadata.put_many(...) and ctx.stage_metadata.get(...) were never awaited" in forgot_in_sync.message
+    assert forgot_in_sync.message.endswith(". all done")
+    assert (fine.status, fine.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v", "t": "task"})
+    assert (twins.status, twins.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -137,9 +138,10 @@ def test_execute_stage_ids_and_deployment_overrides(client, site):
         client.execute_stage("DIR_SYNC", deployment={"commit": "x"})
 
 
-def test_execute_stage_without_a_deploy_target_fails_the_stage(client, site):
-    run = client.execute_stage("DIR_SYNC", {}, target_source=site, deploy_targets=[])
-    assert run.status == StageStatus.FAILURE and "no deploy target" in run.message
+def test_execute_stage_without_a_deploy_target_is_refused(client, site):
+    with pytest.raises(PluginCallError) as err:
+        client.execute_stage("DIR_SYNC", {}, target_source=site, deploy_targets=[])
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and err.value.details.startswith("no deploy targets provided")
 
 
 def test_get_livestate(client, site):
@@ -155,7 +157,9 @@ def test_get_livestate(client, site):
 def test_get_plan_preview(client, site):
     [preview] = client.get_plan_preview(target_source=site)
     assert (preview.deploy_target, preview.summary, preview.no_change) == ("dev", "2 added, 0 changed, 0 removed", False)
-    assert preview.details == b"+ VERSION\n+ index.html\n"
+    digest = {name: hashlib.sha256(open(os.path.join(site, "public", name), "rb").read()).hexdigest() for name in ("VERSION", "index.html")}
+    # pipeplug.diff's rendering, the Go SDK renderer's layout: "#path", then the added value
+    assert preview.details.decode() == "".join(f"#{name}\n+ {name}: {digest[name]}\n\n" for name in ("VERSION", "index.html"))
 
 
 def test_the_client_makes_its_own_fake_piped(example_module, targets):

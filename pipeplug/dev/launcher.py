@@ -265,7 +265,7 @@ class PluginProcess:
                 if code is not None:
                     raise LaunchError(
                         f"plugin {self.name} exited with code {code} before listening on {address}. Its last output:\n{self.tail_text()}"
-                        + _hint(self.spec)
+                        + _hint(self.spec, code)
                     )
                 if time.monotonic() > deadline:
                     raise LaunchError(
@@ -347,7 +347,13 @@ def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _hint(spec: PluginSpec) -> str:
-    if len(spec.program) == 2 and spec.program[1].endswith(".py"):
+def _hint(spec: PluginSpec, code: int) -> str:
+    """Why a script may end before listening, said only when it is the likely cause.
+
+    A script that never calls app.main() imports its handlers and ends with
+    status 0. Any other status means something failed (a registration error,
+    a bad config), and its output already says what.
+    """
+    if code == 0 and len(spec.program) == 2 and spec.program[1].endswith(".py"):
         return f"\n  hint: {spec.target} runs as a script; it must call app.main() under `if __name__ == \"__main__\":`, or pass {spec.target}:app"
     return ""

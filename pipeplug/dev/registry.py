@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing as t
 
+from ..suggest import did_you_mean
+
 if t.TYPE_CHECKING:
     from .appconfig import AppConfig
     from .launcher import PluginProcess
@@ -41,8 +43,9 @@ class Registry:
             for stage in config.stages:
                 plugin = self.by_stage.get(stage.name)
                 if plugin is None:
+                    hint = did_you_mean(stage.name, self.by_stage)
                     raise RoutingError(
-                        f"spec.pipeline.stages[{stage.index}].name: no plugin offers stage {stage.name!r}. Stages offered: {self.offered()}"
+                        f"spec.pipeline.stages[{stage.index}].name: no plugin offers stage {stage.name!r}{hint}. Stages offered: {self.offered()}"
                     )
                 if plugin not in found:
                     found.append(plugin)
@@ -53,7 +56,8 @@ class Registry:
                 if name not in self.by_name:
                     running = ", ".join(self.by_name) or "none"
                     raise RoutingError(
-                        f"spec.plugins.{name}: no plugin named {name!r} is running (running: {running}); set `name: {name}` in its plugin config"
+                        f"spec.plugins.{name}: no plugin named {name!r} is running{did_you_mean(name, self.by_name)} (running: {running}); "
+                        f"set `name: {name}` in its plugin config"
                     )
                 found.append(self.by_name[name])
             return found

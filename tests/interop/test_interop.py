@@ -6,9 +6,11 @@ with piped's launcher and argv, serves piped's PluginService to it, and drives
 planning, execution, cancellation, livestate and plan preview as piped does.
 See tests/interop/README.md.
 
-The example plugin also runs in its built form: the single file
-``pipeplug build --format onefile`` makes, launched from its own file:// URL
-(skipped without PyInstaller).
+The example plugin also runs in its built form: the single file ``pipeplug build``
+makes (its default format), launched from its own file:// URL, and the same file
+published with ``pipeplug push`` to a real registry (Debian's docker-registry, over
+TLS with a test-made CA) and pulled by piped's own ``oci://`` download (skipped
+without PyInstaller, or without docker-registry).
 
 Skipped when ``go`` is not on PATH. Extra cases: set PIPEPLUG_INTEROP_EXTRA to
 ``plugin.py[=scenario.json][;...]`` (paths relative to the repository root).
@@ -28,6 +30,7 @@ import pytest
 
 from pipeplug.build import INSTALL_HINT
 from pipeplug.build import build_plugin
+from tests.registry_support import Registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -40,6 +43,7 @@ CASES = [
     ("example", "example_app.py", "scenarios/example.json"),
     ("every-decorator", "tests/apps/every_decorator.py", "scenarios/every.json"),
     ("stage-only", "tests/apps/stage_only.py", "scenarios/stageonly.json"),
+    ("non-final-status", "tests/apps/nonfinal.py", "scenarios/nonfinal.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
     ("example-generic", "example_app.py", None),
     ("official-wait", "examples/official/wait.py", "scenarios/official_wait.json"),
@@ -96,21 +100,25 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def built_example(harness: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """example_app.py built once into one PyInstaller file, as ``pipeplug build`` does (after the harness: no go, no build)."""
+    """example_app.py built once, in ``pipeplug build``'s default format (after the harness: no go, no build)."""
     if importlib.util.find_spec("PyInstaller") is None:
         pytest.skip(f"PyInstaller is not installed, so the example plugin cannot be built into one file ({INSTALL_HINT})")
-    artifact = build_plugin(os.path.join(ROOT, "example_app.py"), f"{tmp_path_factory.mktemp('built')}/", "onefile")
-    sys.stderr.write(f"example plugin built (onefile, {artifact.size / 1e6:.0f} MB) in {artifact.seconds:.1f}s\n")
+    artifact = build_plugin(os.path.join(ROOT, "example_app.py"), f"{tmp_path_factory.mktemp('built')}/")
+    sys.stderr.write(f"example plugin built ({artifact.format}, {artifact.size / 1e6:.0f} MB) in {artifact.seconds:.1f}s\n")
     return str(artifact.path)
 
 
-def _run(harness: str, plugin: str, scenario: str | None, source_tree: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [harness, "-plugin-cmd", os.path.join(ROOT, plugin), "-python", sys.executable, "-timeout", f"{RUN_TIMEOUT - 30}s"]
+def _run(
+    harness: str, plugin: str, scenario: str | None, source_tree: bool = True, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the harness on ``plugin``: a path (relative to the repo root), or a url piped downloads (``oci://…``)."""
+    where = ["-plugin-url", plugin] if "://" in plugin else ["-plugin-cmd", os.path.join(ROOT, plugin)]
+    cmd = [harness, *where, "-python", sys.executable, "-timeout", f"{RUN_TIMEOUT - 30}s"]
     if scenario:
         cmd += ["-scenario", os.path.join(HERE, scenario)]
     # Own process group: the plugin is the harness's child, so on a timeout both
     # go, by the group id of the process we started.
-    proc = subprocess.Popen(cmd, cwd=HERE, env=_env(source_tree), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=HERE, env={**_env(source_tree), **(extra_env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=RUN_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -135,6 +143,30 @@ def test_built_example_against_piped(harness: str, built_example: str) -> None:
     assert f"plugin url: file://{built_example}\n" in proc.stdout, f"the harness did not launch the built file itself:\n{proc.stdout}"
     if proc.returncode != 0:
         pytest.fail(f"the built example plugin ({built_example}) failed against piped's code (exit {proc.returncode}):\n{proc.stdout}", pytrace=False)
+
+
+def test_pushed_example_against_piped(harness: str, built_example: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The built example, published with ``pipeplug push`` and pulled by piped's own ``DownloadBinary("oci://…")``.
+
+    piped's puller speaks HTTPS only, so the registry serves TLS with a test-made CA,
+    which both pipeplug push and the Go harness trust through SSL_CERT_FILE.
+    """
+    with Registry(tmp_path / "registry", tls=True) as registry:
+        tls_env = {"SSL_CERT_FILE": str(registry.ca_file)}
+        url = registry.url("plugins/example", "v0.1.0")
+        pushed = subprocess.run(
+            [sys.executable, "-m", "pipeplug.cli", "push", url, built_example],
+            env={**os.environ, **tls_env, "DOCKER_CONFIG": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert pushed.returncode == 0, f"pipeplug push failed:\n{pushed.stdout}{pushed.stderr}"
+        assert f"url: {url}\n" in pushed.stdout, pushed.stdout
+        proc = _run(harness, url, "scenarios/example.json", source_tree=False, extra_env=tls_env)
+    assert f"plugin url: {url}\n" in proc.stdout, f"the harness did not download the plugin from the registry:\n{proc.stdout}"
+    if proc.returncode != 0:
+        pytest.fail(f"the pushed example plugin ({url}) failed against piped's code (exit {proc.returncode}):\n{proc.stdout}", pytrace=False)
 
 
 def test_harness_catches_violations(harness: str) -> None:

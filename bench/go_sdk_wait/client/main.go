@@ -57,6 +57,7 @@ func main() {
 		callTimeout = flag.Duration("call-timeout", 75*time.Second, "deadline of one RPC")
 
 		bin       = flag.String("bin", "", "coldstart: plugin binary to spawn")
+		interp    = flag.String("interpreter", "", "coldstart: run -bin with this interpreter instead of through its shebang")
 		port      = flag.Int("port", 0, "coldstart: plugin port (0 = pick a free one)")
 		pipedAddr = flag.String("piped-addr", "", "coldstart: piped PluginService address; empty = serve an in-process fake piped")
 		runs      = flag.Int("runs", 5, "coldstart: number of spawns")
@@ -82,7 +83,7 @@ func main() {
 		fixedStageID, stageName, stageWith = *stageID, *stage, *withJSON
 		out, err = runLatency(*rpc, *addr, *n, *concurrency, *warmup, *wait, *maxTime, *callTimeout)
 	case "coldstart":
-		out, err = runColdStart(*bin, *port, *pipedAddr, *runs, *idle, *pluginLog, *name)
+		out, err = runColdStart(*interp, *bin, *port, *pipedAddr, *runs, *idle, *pluginLog, *name)
 	case "fake-piped":
 		fakeVerbose = *verbose
 		err = runFakePiped(*listen)
@@ -405,7 +406,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func runColdStart(bin string, port int, pipedAddr string, runs int, idle time.Duration, logPath, name string) (*coldResult, error) {
+func runColdStart(interp, bin string, port int, pipedAddr string, runs int, idle time.Duration, logPath, name string) (*coldResult, error) {
 	if bin == "" {
 		return nil, errors.New("-bin is required for coldstart")
 	}
@@ -440,7 +441,7 @@ func runColdStart(bin string, port int, pipedAddr string, runs int, idle time.Du
 				return nil, err
 			}
 		}
-		r, err := coldStartOnce(bin, p, pipedAddr, idle, logf, name)
+		r, err := coldStartOnce(interp, bin, p, pipedAddr, idle, logf, name)
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -461,14 +462,18 @@ func runColdStart(bin string, port int, pipedAddr string, runs int, idle time.Du
 	return res, nil
 }
 
-func coldStartOnce(bin string, port int, pipedAddr string, idle time.Duration, logf *os.File, name string) (*coldRun, error) {
+func coldStartOnce(interp, bin string, port int, pipedAddr string, idle time.Duration, logf *os.File, name string) (*coldRun, error) {
 	cfg, _ := json.Marshal(map[string]any{"name": name, "url": "file:///x", "port": port})
 	// piped passes "localhost:<P>"; keep that form when the address is loopback.
 	pa := pipedAddr
 	if h, p, err := net.SplitHostPort(pipedAddr); err == nil && (h == "127.0.0.1" || h == "::1") {
 		pa = "localhost:" + p
 	}
-	cmd := exec.Command(bin, "start", "--piped-plugin-service", pa, "--config", string(cfg))
+	argv := []string{bin, "start", "--piped-plugin-service", pa, "--config", string(cfg)}
+	if interp != "" {
+		argv = append([]string{interp}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if logf != nil {
 		cmd.Stdout, cmd.Stderr = logf, logf
 	}

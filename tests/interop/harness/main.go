@@ -46,6 +46,7 @@ func main() {
 func run() int {
 	var (
 		pluginCmd    = flag.String("plugin-cmd", os.Getenv("INTEROP_PLUGIN_CMD"), "plugin to test: an executable, a .py script, or a command line (env INTEROP_PLUGIN_CMD)")
+		pluginURL    = flag.String("plugin-url", "", "instead of -plugin-cmd: the url piped downloads the plugin from (file://, https:// or oci://; for a private CA set SSL_CERT_FILE)")
 		python       = flag.String("python", firstNonEmpty(os.Getenv("INTEROP_PYTHON"), "python3"), "Python interpreter for a .py plugin (env INTEROP_PYTHON)")
 		scenarioPath = flag.String("scenario", os.Getenv("INTEROP_SCENARIO"), "scenario JSON file (env INTEROP_SCENARIO); empty = generic checks only")
 		name         = flag.String("name", "", "plugin name (default: the scenario's name, else \"plugin\")")
@@ -78,8 +79,8 @@ func run() int {
 		return 2
 	}
 	pluginName := firstNonEmpty(*name, sc.Name, "plugin")
-	if strings.TrimSpace(*pluginCmd) == "" {
-		fmt.Fprintln(out, "FAIL: no plugin: pass -plugin-cmd or set INTEROP_PLUGIN_CMD")
+	if strings.TrimSpace(*pluginCmd) == "" && *pluginURL == "" {
+		fmt.Fprintln(out, "FAIL: no plugin: pass -plugin-cmd or -plugin-url, or set INTEROP_PLUGIN_CMD")
 		return 2
 	}
 
@@ -117,17 +118,21 @@ func run() int {
 	// ---- launch, exactly as piped's runPlugins.
 	var lp *launchedPlugin
 	ok := r.Run("launch", func(t *T) {
-		srcDir := filepath.Join(tmp, "src")
-		os.MkdirAll(srcDir, 0o755)
-		src, err := preparePluginSource(strings.Fields(*pluginCmd), *python, srcDir, pluginName)
-		if err != nil {
-			t.Fatalf("preparing the plugin file: %v", err)
+		url := *pluginURL
+		if url == "" {
+			srcDir := filepath.Join(tmp, "src")
+			os.MkdirAll(srcDir, 0o755)
+			src, err := preparePluginSource(strings.Fields(*pluginCmd), *python, srcDir, pluginName)
+			if err != nil {
+				t.Fatalf("preparing the plugin file: %v", err)
+			}
+			url = "file://" + src
 		}
 		port, err := freePort()
 		if err != nil {
 			t.Fatalf("%v", err)
 		}
-		pcfg := config.PipedPlugin{Name: pluginName, URL: "file://" + src, Port: port, Config: sc.Plugin.Config}
+		pcfg := config.PipedPlugin{Name: pluginName, URL: url, Port: port, Config: sc.Plugin.Config}
 		fmt.Fprintf(out, "plugin url: %s\n", pcfg.URL) // shows whether a wrapper or the file itself is launched
 		for _, dt := range sc.Plugin.DeployTargets {
 			pcfg.DeployTargets = append(pcfg.DeployTargets, config.PipedDeployTarget{Name: dt.Name, Labels: dt.Labels, Config: dt.Config})

@@ -1,0 +1,1 @@
+"""A plugin package: its plugin module imports its siblings relatively."""

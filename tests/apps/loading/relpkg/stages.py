@@ -1,0 +1,3 @@
+"""The stage names, imported by plugin.py with a relative import."""
+
+STAGE = "RELATIVE_STAGE"
