@@ -27,6 +27,8 @@ if t.TYPE_CHECKING:
     from .handlers import RegistrationError as RegistrationError
     from .logconfig import secret as secret
     from .piped import PipedError as PipedError
+    from .process import ProcessError as ProcessError
+    from .process import ProcessResult as ProcessResult
     from .stagelog import StageLog as StageLog
     from .types import ArtifactVersion as ArtifactVersion
     from .types import Deployment as Deployment
@@ -45,7 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App", "ArtifactKind", "ArtifactVersion", "CommandType", "ConfigError", "Context", "Deployment",
     "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "PipedError",
-    "PlannedStage", "PlanPreview", "RegistrationError", "Resource", "StageCommand", "StageLog",
+    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Resource", "StageCommand", "StageLog",
     "StageRequest", "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "secret",
 ]  # fmt: skip
 
@@ -59,6 +61,8 @@ _SOURCES = {
     "RegistrationError": "handlers",
     "secret": "logconfig",
     "PipedError": "piped",
+    "ProcessError": "process",
+    "ProcessResult": "process",
     "StageLog": "stagelog",
     **dict.fromkeys(("ArtifactKind", "HealthStatus", "ManualOperation", "StageStatus", "SyncStatus", "SyncStrategy"), "enums"),
     **dict.fromkeys(

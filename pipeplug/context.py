@@ -34,6 +34,7 @@ from .stagelog import StageLog
 
 if t.TYPE_CHECKING:
     from .piped import PipedClient
+    from .process import ProcessResult
     from .stagelog import StageLogFlusher
     from .types import Deployment
 
@@ -647,3 +648,30 @@ class Context:
     def wait_for_approval_sync(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
         """:meth:`wait_for_approval` for sync handlers."""
         return self._bridge.run(self.wait_for_approval(min_approvers, approvers=approvers, interval=interval), "ctx.wait_for_approval")
+
+    # -- running commands (pipeplug.process) -------------------------------------------
+
+    async def run(self, command: str | t.Sequence[str], **options: t.Any) -> ProcessResult:
+        """Run a command, streaming its stdout and stderr to the stage log line by line; return how it ended.
+
+        ``command`` is a shell command line (run by ``/bin/sh -c``) or an argv
+        list (no shell). Options, all keyword-only:
+
+        - ``env``: variables added to the plugin's environment (``inherit_env=False``: the only ones).
+        - ``cwd``: the working directory. ``timeout``: seconds, None (default) for no limit.
+        - ``capture=True``: keep the output in the result (the last ``capture_limit`` bytes of each stream, 1 MiB).
+        - ``check=True``: raise :class:`pipeplug.process.ProcessError` unless it exits 0 in time.
+        - ``stderr_level``: "info" (default), "warning" or "error" for stderr lines.
+        - ``kill_grace``: seconds between SIGTERM and SIGKILL (5).
+
+        The command leads its own process group. On timeout, on cancellation of
+        the stage, and when the command exits, the whole group is stopped
+        (SIGTERM, then SIGKILL), so nothing it started outlives the stage.
+        """
+        from .process import run_command
+
+        return await run_command(self, command, **options)
+
+    def run_sync(self, command: str | t.Sequence[str], **options: t.Any) -> ProcessResult:
+        """:meth:`run` for sync handlers; a cancelled stage stops the command the same way."""
+        return self._bridge.run(self.run(command, **options), "ctx.run")

@@ -1119,7 +1119,7 @@ class TestClient:
             updated_at=now,
         )
         pb.git_path.repo.id = "test-repo"
-        pb.git_path.repo.remote = "https://example.com/test/repo.git"
+        pb.git_path.repo.remote = values.pop("repository_url", "https://example.com/test/repo.git")
         pb.git_path.repo.branch = values.pop("commit_branch", "main")
         pb.git_path.path = "app"
         pb.git_path.config_filename = "app.pipecd.yaml"

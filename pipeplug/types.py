@@ -207,6 +207,8 @@ class Deployment(_Value):
     #: deploy target names per plugin name
     deploy_targets_by_plugin: t.Mapping[str, t.Sequence[str]] = attrs.field(factory=dict)
     created_at: int = 0
+    #: the git remote of the application's repository (``git_path.repo.remote``)
+    repository_url: str = ""
     proto: t.Any = attrs.field(default=None, repr=False, eq=False)
 
     @property

@@ -41,6 +41,7 @@ def deployment_from_pb(pb: model_pb.Deployment) -> Deployment:
         sync_strategy=SyncStrategy(trigger.sync_strategy) if trigger.sync_strategy in SyncStrategy._value2member_map_ else SyncStrategy.AUTO,
         deploy_targets_by_plugin={k: list(v.deploy_targets) for k, v in pb.deploy_targets_by_plugin.items()},
         created_at=pb.created_at,
+        repository_url=pb.git_path.repo.remote,
         proto=pb,
     )
 

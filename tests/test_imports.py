@@ -22,7 +22,7 @@ from pipeplug.testing import PluginProcess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PUBLIC = (
-    "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError",
+    "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError", "ProcessError", "ProcessResult",
     "StageLog", "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
     "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest", "StageResult",
     "StageStatus", "Strategy", "SyncStatus", "SyncStrategy",

@@ -46,6 +46,9 @@ CASES = [
     ("non-final-status", "tests/apps/nonfinal.py", "scenarios/nonfinal.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
     ("example-generic", "example_app.py", None),
+    ("official-wait", "examples/official/wait.py", "scenarios/official_wait.json"),
+    ("official-waitapproval", "examples/official/wait_approval.py", "scenarios/official_waitapproval.json"),
+    ("official-scriptrun", "examples/official/script_run.py", "scenarios/official_scriptrun.json"),
 ]
 
 

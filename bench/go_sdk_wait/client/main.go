@@ -65,7 +65,9 @@ func main() {
 		pluginLog = flag.String("plugin-log", "", "coldstart: file for the plugin's stdout/stderr (default: discarded)")
 		name      = flag.String("name", "wait", "coldstart: plugin name put in --config")
 
-		stageID = flag.String("stage-id", "", "execute: fixed stage id for every call (default: unique per call; a fixed id lets you test resume)")
+		stage    = flag.String("stage", "WAIT", "execute: the stage name (e.g. to measure the official stage ports)")
+		withJSON = flag.String("with", "", "execute: the stage's with: as JSON, sent as is (default: {\"duration\": -wait})")
+		stageID  = flag.String("stage-id", "", "execute: fixed stage id for every call (default: unique per call; a fixed id lets you test resume)")
 
 		listen  = flag.String("listen", "127.0.0.1:0", "fake-piped: listen address")
 		verbose = flag.Bool("verbose", false, "fake-piped: print received stage logs and metadata writes to stderr")
@@ -78,7 +80,7 @@ func main() {
 	)
 	switch *rpc {
 	case "fetch", "execute", "build":
-		fixedStageID = *stageID
+		fixedStageID, stageName, stageWith = *stageID, *stage, *withJSON
 		out, err = runLatency(*rpc, *addr, *n, *concurrency, *warmup, *wait, *maxTime, *callTimeout)
 	case "coldstart":
 		out, err = runColdStart(*interp, *bin, *port, *pipedAddr, *runs, *idle, *pluginLog, *name)
@@ -113,6 +115,8 @@ func isNilPtr(v any) bool {
 
 var (
 	fixedStageID string
+	stageName    = "WAIT"
+	stageWith    string
 	fakeVerbose  bool
 )
 
@@ -293,6 +297,9 @@ spec:
 `
 
 func stageConfigJSON(wait string) []byte {
+	if stageWith != "" {
+		return []byte(stageWith)
+	}
 	b, _ := json.Marshal(map[string]string{"duration": wait})
 	return b
 }
@@ -317,7 +324,7 @@ func executeRequest(wait string, seq int64) *deployment.ExecuteStageRequest {
 	}
 	stage := &model.PipelineStage{
 		Id:                 stageID,
-		Name:               "WAIT",
+		Name:               stageName,
 		Desc:               "bench wait",
 		Index:              0,
 		Status:             model.StageStatus_STAGE_RUNNING,

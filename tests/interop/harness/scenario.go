@@ -88,6 +88,7 @@ type DeploymentCase struct {
 	// "PIPELINE" or "NONE" (no plugin decided: piped cannot plan).
 	ExpectStrategy string `json:"expectStrategy,omitempty"`
 	// Planning outcome: "PLANNED", "FAILED" or "ANY" (default "PLANNED").
+	// With "ANY", a plan that failed skips execute (piped runs nothing).
 	ExpectPlan string `json:"expectPlan,omitempty"`
 	// Expected planned stages, in piped's final order. Only given fields compare.
 	ExpectStages []StageShape `json:"expectStages,omitempty"`
@@ -129,6 +130,10 @@ type StageCase struct {
 		Type         string  `json:"type"` // APPROVE_STAGE or SKIP_STAGE
 		Commander    string  `json:"commander"`
 		DelaySeconds float64 `json:"delaySeconds,omitempty"`
+		// Send it through the web API's approver check: an APPROVE_STAGE from a
+		// user outside the stage's authorized operators is then refused and
+		// never reaches piped. Without it the command reaches piped as is.
+		ViaWebAPI bool `json:"viaWebAPI,omitempty"`
 	} `json:"commands,omitempty"`
 	// Stage metadata already stored when the stage starts (a resumed stage).
 	SeedMetadata map[string]string `json:"seedMetadata,omitempty"`
@@ -142,6 +147,14 @@ type StageCase struct {
 	// After a cancel: seconds within which the plugin must have finished its
 	// logs (completed=true) and answer again. Default 5.
 	CancelWithinSeconds float64 `json:"cancelWithinSeconds,omitempty"`
+	// Kill the plugin with SIGKILL this many seconds into the call, as a host
+	// crash does, then launch it again like a restarted piped and execute the
+	// stage again with status RUNNING; the checks apply to that second call.
+	// 0 = no crash.
+	KillAfterSeconds float64 `json:"killAfterSeconds,omitempty"`
+	// The (second, after a crash) ExecuteStage must return within this many
+	// seconds, e.g. to show a resumed stage did not start over. 0 = unchecked.
+	ExpectWithinSeconds float64 `json:"expectWithinSeconds,omitempty"`
 	// Harness timeout for the RPC. Default 60.
 	TimeoutSeconds float64 `json:"timeoutSeconds,omitempty"`
 

@@ -635,6 +635,10 @@ func (s *suite) executeStage(t *T, p *plan, ps *model.PipelineStage, sc *StageCa
 		}
 		switch cmd.Type {
 		case model.Command_APPROVE_STAGE:
+			if why := approverRefused(ps, c.Commander); c.ViaWebAPI && why != "" {
+				t.Logf("stage %q: the web API refuses the approval of %q: %s", ps.Name, c.Commander, why)
+				continue
+			}
 			cmd.ApproveStage = &model.Command_ApproveStage{DeploymentId: p.d.Id, StageId: ps.Id}
 		case model.Command_SKIP_STAGE:
 			cmd.SkipStage = &model.Command_SkipStage{DeploymentId: p.d.Id, StageId: ps.Id}
@@ -662,9 +666,15 @@ func (s *suite) executeStage(t *T, p *plan, ps *model.PipelineStage, sc *StageCa
 			cancel()
 		})
 	}
+	if sc.KillAfterSeconds > 0 {
+		s.crashDuringStage(t, ctx, req, sc.KillAfterSeconds)
+	}
 	r.startedAt = time.Now()
 	r.res, r.err = s.plugin.client.ExecuteStage(ctx, req)
 	r.returnedAt = time.Now()
+	if limit := sc.ExpectWithinSeconds; limit > 0 && r.returnedAt.Sub(r.startedAt) > time.Duration(limit*float64(time.Second)) {
+		t.Errorf("stage %q: ExecuteStage took %s, want at most %.1fs", ps.Name, r.returnedAt.Sub(r.startedAt).Round(time.Millisecond), limit)
+	}
 	if cancelTimer != nil && !cancelTimer.Stop() {
 		r.cancelledAt = <-cancelled
 	}
