@@ -524,4 +524,4 @@ def test_shiv_on_another_python_says_why_it_cannot_run(shiv_file: str, tmp_path)
     result = subprocess.run([shiv_file, "version"], capture_output=True, text=True, timeout=120, env={"PATH": str(bin_dir), "HOME": str(home)})
     assert result.returncode == 1
     assert f"built with pipeplug for Python 3.{sys.version_info[1]}" in result.stderr
-    assert "--format onefile" in result.stderr
+    assert "--format static" in result.stderr
