@@ -330,18 +330,24 @@ def _sync_pool(app: App, workers: int) -> Executor | None:
 
 
 def _launcher_pid() -> int:
-    """The process that started the plugin: our parent, except in a PyInstaller onefile
-    (``pipeplug build``), where the parent is the bootloader running the same file and
-    piped is the bootloader's parent. Linux only; elsewhere the parent."""
-    parent = os.getppid()
-    if getattr(sys, "frozen", False):
+    """The process that started the plugin: our parent, unless it is a layer ``pipeplug build``
+    wrapped the plugin in, with piped further up. Those layers are PyInstaller's bootloader,
+    which runs the same file as we do (sys.executable), and in a static build staticx's
+    bootloader, which runs the file piped started (``STATICX_PROG_PATH``). Linux only;
+    elsewhere the parent."""
+    pid = os.getppid()
+    if not getattr(sys, "frozen", False):
+        return pid
+    layers = {os.path.realpath(path) for path in (sys.executable, os.environ.get("STATICX_PROG_PATH")) if path}
+    for _ in range(len(layers)):  # each layer at most once
         try:
-            if os.path.realpath(f"/proc/{parent}/exe") == os.path.realpath(sys.executable):
-                with open(f"/proc/{parent}/stat") as f:
-                    return int(f.read().rsplit(")", 1)[1].split()[1])
+            if os.path.realpath(f"/proc/{pid}/exe") not in layers:
+                break
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            pass
-    return parent
+            break
+    return pid
 
 
 def run(app: App, settings: PluginSettings, **options: t.Any) -> None:

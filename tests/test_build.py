@@ -477,17 +477,30 @@ def _children(pid: int) -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent_of(int(entry)) == pid]
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo and len(found) < 20:
+        children = _children(todo.pop())
+        found += children
+        todo += children
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_onefile_stops_when_piped_is_killed(onefile: str, bare_environment: dict[str, str], fake_piped, tmp_path) -> None:
-    """The onefile's Python runs under PyInstaller's bootloader, yet must notice that piped itself died."""
-    plugin = install_like_piped(onefile, bare_environment["HOME"], "greeter")
+@pytest.mark.parametrize(("fmt", "layers"), [("onefile", 2), ("static", 3)])
+def test_built_file_stops_when_piped_is_killed(fmt: str, layers: int, request: pytest.FixtureRequest, bare_environment: dict[str, str], fake_piped, tmp_path) -> None:
+    """The plugin's Python runs under bootloaders (PyInstaller's; for static, staticx's above it), yet must notice that piped itself died."""
+    built_file = request.getfixturevalue("onefile" if fmt == "onefile" else "static_file")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**bare_environment, "TMPDIR": str(temp)}
+    plugin = install_like_piped(built_file, env["HOME"], "greeter")
     stand_in_piped = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))", plugin]
-    process = PluginProcess(plugin, executable=stand_in_piped, piped_address=f"localhost:{fake_piped.port}", env=bare_environment, startup_timeout=60)
+    process = PluginProcess(plugin, executable=stand_in_piped, piped_address=f"localhost:{fake_piped.port}", env=env, startup_timeout=60)
     with process:
-        (bootloader,) = _children(process.pid)
-        tree = [bootloader, *_children(bootloader)]
-        assert len(tree) == 2, "onefile runs as bootloader + unpacked Python"
+        tree = _descendants(process.pid)
+        assert len(tree) == layers, f"{fmt} runs as {layers} processes: bootloader(s) + unpacked Python"
         try:
             process.kill()  # SIGKILL: piped cannot send SIGTERM to its plugins
             deadline = time.monotonic() + 15
@@ -498,6 +511,7 @@ def test_onefile_stops_when_piped_is_killed(onefile: str, bare_environment: dict
             for pid in tree:
                 if _parent_of(pid) is not None:
                     os.kill(pid, signal.SIGKILL)
+    assert os.listdir(temp) == [], "the unpacked copies are removed when the plugin stops by itself"
 
 
 def _other_python_minor() -> str | None:
