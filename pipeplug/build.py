@@ -187,8 +187,13 @@ def build_plugin(
         work = Path(work_dir)
         if fmt == "shiv":
             built = _build_shiv(resolved, version, work, say)
+        elif fmt == "onefile":
+            built = _build_onefile(resolved, version, work, dest, say, compress=True, portable_libraries=False)
         else:
-            built = _build_onefile(resolved, version, work, dest, say, static=fmt == "static", compress=fmt != "static")
+            # uncompressed: the static file is unpacked at every start either way, and inflating
+            # the archive costs more time than copying out its larger uncompressed form
+            onefile = _build_onefile(resolved, version, work, dest, say, compress=False, portable_libraries=True)
+            built = _wrap_static(onefile, work, dest, say, compress=False)
         digest = _install(built, dest)
     artifact = Artifact(
         path=dest,
@@ -338,12 +343,8 @@ def _install(built: Path, dest: Path) -> str:
 # -- onefile and static (PyInstaller, then staticx) ---------------------------
 
 
-def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: ProgressFn, *, static: bool, compress: bool) -> Path:
-    """The onefile, wrapped by staticx when ``static``.
-
-    The static one is built uncompressed: it is unpacked at every start either way, and
-    inflating it took longer (~130 ms) than its 2.5x size costs to copy out.
-    """
+def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: ProgressFn, *, compress: bool, portable_libraries: bool) -> Path:
+    """PyInstaller's onefile; ``portable_libraries`` as :func:`pipeplug.build_pyinstaller.write_spec` says."""
     from .build_pyinstaller import PyInstallerFailed
     from .build_pyinstaller import run_pyinstaller
     from .build_pyinstaller import write_spec
@@ -356,20 +357,22 @@ def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: P
         search_paths=[target.root, pipeplug_home],
         excludes=[*EXCLUDED_MODULES, *_dev_tool_modules()],
         compress=compress,
-        portable_libraries=static,
+        portable_libraries=portable_libraries,
     )
     try:
-        built = run_pyinstaller(spec, work, say)
+        return run_pyinstaller(spec, work, say)
     except PyInstallerFailed as exc:
         raise BuildError(_failure("PyInstaller", exc.returncode, exc.log, dest)) from None
-    if not static:
-        return built
+
+
+def _wrap_static(onefile: Path, work: Path, dest: Path, say: ProgressFn, *, compress: bool) -> Path:
+    """staticx around the onefile: its C library, loader and libraries go into the file."""
     from .build_static import run_staticx
 
     say("bundling the C library and every library the file links against (staticx)")
     wrapped = work / "static" / dest.name
     wrapped.parent.mkdir()
-    result = run_staticx(built, wrapped)
+    result = run_staticx(onefile, wrapped, compress=compress)
     if result.returncode != 0 or not wrapped.is_file():
         raise BuildError(_failure("staticx", result.returncode, (result.stdout + result.stderr).splitlines(keepends=True), dest))
     return wrapped

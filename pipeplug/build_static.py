@@ -89,10 +89,10 @@ def _is_relative(entry: str) -> bool:
     return entry.startswith(("$ORIGIN", "${ORIGIN}")) and ".." not in entry
 
 
-def run_staticx(onefile: Path, output: Path) -> subprocess.CompletedProcess[str]:
-    """Wrap ``onefile`` into ``output`` with staticx's command line; the archive is left uncompressed
-    because unpacking xz costs more at every start (hundreds of ms) than the bytes it saves are worth."""
+def run_staticx(onefile: Path, output: Path, *, compress: bool) -> subprocess.CompletedProcess[str]:
+    """Wrap ``onefile`` into ``output`` with staticx's command line. ``compress`` (xz) saves bytes
+    but costs hundreds of milliseconds at every start, when the bootloader unpacks it."""
     patchelf = find_patchelf()
     path = os.pathsep.join(p for p in (os.path.dirname(patchelf or ""), os.environ.get("PATH", os.defpath)) if p)
-    argv = [sys.executable, "-m", "staticx", "--no-compress", "--loglevel", "WARNING", str(onefile), str(output)]
+    argv = [sys.executable, "-m", "staticx", *([] if compress else ["--no-compress"]), "--loglevel", "WARNING", str(onefile), str(output)]
     return subprocess.run(argv, capture_output=True, text=True, errors="replace", env={**os.environ, "PATH": path})
