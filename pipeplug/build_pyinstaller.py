@@ -85,10 +85,13 @@ def run_pyinstaller(spec: Path, work: Path, say: ProgressFn) -> Path:
         sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "INFO",
         "--distpath", str(work / "dist"), "--workpath", str(work / "build"), str(spec),
     ]  # fmt: skip
+    # PyInstaller's machine-wide cache of stripped libraries is keyed by name: a concurrent build
+    # (another Python, or one that rewrote the libraries) can swap a file under this one. Use our own.
+    env = {**os.environ, "PYINSTALLER_CONFIG_DIR": str(work / "pyinstaller-cache")}
     log_lines: list[str] = []
     started = time.monotonic()
     say("running PyInstaller (about a minute; progress below)")
-    with subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    with subprocess.Popen(argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             log_lines.append(line)
