@@ -80,6 +80,8 @@ PLUGIN_FILES = {
             for target in deploy_targets:
                 with open(os.path.join(target.config.path, "greeting.txt"), "w") as f:
                     f.write(render(options.who))
+                with open(os.path.join(target.config.path, "tools-env.txt"), "w") as f:  # what a tool it runs inherits
+                    f.write(os.environ.get("LD_LIBRARY_PATH", "(unset)"))
     ''',
     "greeting.py": '''
         from wording import PUNCTUATION
@@ -372,6 +374,7 @@ def test_built_file_serves_piped_on_a_bare_host(built: tuple[str, str], bare_env
             run = client.execute_stage("GREET", {"who": "piped"})
         assert run.status == StageStatus.SUCCESS, (run.message, process.stderr_text(tail=30))
         assert (target_dir / "greeting.txt").read_text() == "hello, piped!"  # the siblings were bundled
+        assert (target_dir / "tools-env.txt").read_text() == "(unset)", "tools the plugin runs must not load the bundle's libraries"
         assert process.stop(grace=30) == 0, process.stderr_text(tail=30)  # SIGTERM reaches the server
     if host_path:
         assert glob.glob(os.path.join(env["HOME"], ".shiv", "greeter*", "site-packages", "grpc")), "shiv unpacks next to HOME"
@@ -461,7 +464,8 @@ def test_static_serves_piped_alone_in_an_empty_root(static_file: str, user: str,
         written = root / "tmp" / "greeting.txt"
         assert written.read_text() == "hello, alpine!"
         assert written.stat().st_uid == (0 if user == "root" else 1000)
-        assert os.listdir(root / "tmp") == ["greeting.txt"], "the unpacked libraries and Python are removed on SIGTERM"
+        assert (root / "tmp" / "tools-env.txt").read_text() == "(unset)"
+        assert sorted(os.listdir(root / "tmp")) == ["greeting.txt", "tools-env.txt"], "the unpacked libraries and Python are removed on SIGTERM"
 
 
 def _parent_of(pid: int) -> int | None:
