@@ -254,6 +254,8 @@ def _placeholder(annotation: t.Any) -> str:
 
 
 def _require_tools(fmt: str) -> None:
+    if fmt == "static" and not sys.platform.startswith("linux"):
+        raise BuildError(f"--format static makes Linux files and builds on Linux only (this is {sys.platform}); build on Linux, or use --format onefile for this OS")
     for module in TOOLS[fmt]:
         if importlib.util.find_spec(module) is None:
             raise BuildError(f"--format {fmt} needs {module}, which is not installed for {sys.executable}.\nInstall the build tools: {INSTALL_HINT}")
