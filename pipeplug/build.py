@@ -1,27 +1,27 @@
 """``pipeplug build``: turn ``MODULE:APP`` into one executable file piped can download and start.
 
 piped copies the file at ``spec.plugins[].url`` into ``~/.piped/plugins/<name>`` and
-runs the copy, so the file must carry everything it imports. Two formats:
+runs the copy, so the file must carry everything it imports. Three formats:
 
-- ``onefile`` (default): PyInstaller ``--onefile``. Interpreter, pipeplug, grpc's
-  native parts and the user's modules in one file; the host needs no Python.
+- ``static`` (default): a PyInstaller onefile wrapped by staticx with the libc and
+  every library it links against. Runs on any Linux of the same architecture, musl
+  (piped's Alpine image) and empty root file systems included.
+- ``onefile``: the PyInstaller onefile alone; the host needs a glibc at least as new.
 - ``shiv``: a zipapp run by the host's ``python3``. Much smaller, but the bundled
   grpcio and protobuf are native builds for *this* Python, OS and architecture.
 
-Build tools are the optional extra ``pipeplug[build]``.
+Beside each file go ``<file>.sha256`` and ``<file>.piped.yaml`` (the piped config
+that uses it). Build tools are the optional extra ``pipeplug[build]``.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import hashlib
 import importlib.util
-import modulefinder
 import os
 import pkgutil
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,28 +38,19 @@ if t.TYPE_CHECKING:
     from .app import App
 
 #: format -> the modules it needs (all from the extra pipeplug[build])
-TOOLS = {"onefile": ("PyInstaller",), "shiv": ("shiv", "packaging")}
+TOOLS = {"static": ("PyInstaller", "staticx", "elftools"), "onefile": ("PyInstaller",), "shiv": ("shiv", "packaging")}
 FORMATS = tuple(TOOLS)
+DEFAULT_FORMAT = "static"
 INSTALL_HINT = "pip install 'pipeplug[build]'"
 DEFAULT_VERSION = "dev"
 DEFAULT_OUTPUT = "dist"
 #: never bundled: grpc imports grpc_tools only when installed (8 MB of protoc), and
 #: pipeplug's own build and code-generation tools; see also _dev_tool_modules()
-EXCLUDED_MODULES = ("grpc_tools", "pipeplug._gen_tool", "pipeplug.build")
+EXCLUDED_MODULES = ("grpc_tools", "pipeplug._gen_tool", "pipeplug.build", "pipeplug.build_pyinstaller", "pipeplug.build_shiv", "pipeplug.build_static")
 ENTRY_MODULE = "_pipeplug_entry"
 FILE_NAME_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-#: lines of PyInstaller's log shown when it fails (the whole log is kept next to the output)
-LOG_TAIL_LINES = 40
-
-#: PyInstaller log messages worth a progress line, and what to call them
-_MILESTONES = (
-    ("Analyzing modules for base_library.zip", "analysing the standard library"),
-    (f"Analyzing {os.sep}", "analysing the plugin's imports"),
-    ("Looking for dynamic libraries", "collecting native libraries"),
-    ("Building PYZ (ZlibArchive)", "compressing Python modules"),
-    ("Building PKG (CArchive)", "packing the archive (the slowest step)"),
-    ("Building EXE from", "writing the executable"),
-)
+#: the example deploy target in the printed piped config
+EXAMPLE_TARGET = "local"
 
 
 class BuildError(click.ClickException):
@@ -67,6 +58,15 @@ class BuildError(click.ClickException):
 
 
 ProgressFn = t.Callable[[str], None]
+
+
+@attrs.frozen
+class ConfigKey:
+    """A key a config class requires, as written in YAML, with a placeholder value."""
+
+    key: str  # camelCase, as piped configs are written
+    type_name: str
+    placeholder: str  # a YAML value of the right shape
 
 
 @attrs.frozen
@@ -79,18 +79,49 @@ class Artifact:
     version: str
     size: int
     seconds: float
+    sha256: str
+    #: the keys each deploy target's ``config`` must have; None when the App declares no config class
+    deploy_target_keys: tuple[ConfigKey, ...] | None = None
+
+    @property
+    def sha256_path(self) -> Path:
+        """``<file>.sha256``, in ``sha256sum`` format: check with ``sha256sum -c``."""
+        return self.path.with_name(self.path.name + ".sha256")
+
+    @property
+    def piped_config_path(self) -> Path:
+        """``<file>.piped.yaml``: :meth:`piped_config`, written beside the file."""
+        return self.path.with_name(self.path.name + ".piped.yaml")
 
     def piped_config(self, port: int = 7001) -> str:
-        """The ``spec.plugins`` entry of piped's config that downloads and starts this file."""
-        return (
-            "apiVersion: pipecd.dev/v1beta1\n"
-            "kind: Piped\n"
-            "spec:\n"
-            "  plugins:\n"
-            f"    - name: {self.plugin_name}\n"
-            f"      port: {port}  # any free local port: piped dials localhost:{port}\n"
-            f"      url: {self.path.resolve().as_uri()}\n"
-        )
+        """piped's config with the ``spec.plugins`` entry that downloads and starts this file.
+
+        It has exactly one ``url:`` line, the file's ``file://`` URL, so a tool that
+        publishes the file elsewhere can swap in the new URL.
+        """
+        lines = [
+            "apiVersion: pipecd.dev/v1beta1",
+            "kind: Piped",
+            "spec:",
+            "  plugins:",
+            f"    - name: {self.plugin_name}",
+            f"      port: {port}  # any free local port: piped dials localhost:{port}",
+            f"      url: {self.path.resolve().as_uri()}",
+        ]
+        if self.deploy_target_keys is not None:
+            lines += [
+                f"      deployTargets:  # where {self.plugin_name} deploys; each config needs the keys below (replace the placeholders)",
+                f"        - name: {EXAMPLE_TARGET}",
+            ]
+            if not self.deploy_target_keys:
+                lines.append("          config: {}  # the deploy target config class requires no key")
+            else:
+                lines.append("          config:")
+                for key in self.deploy_target_keys:
+                    # quoted when it is "url", so the plugin's url stays the only `url:` line
+                    written = f'"{key.key}"' if key.key == "url" else key.key
+                    lines.append(f"            {written}: {key.placeholder}  # required, {key.type_name}")
+        return "\n".join(lines) + "\n"
 
 
 @attrs.frozen
@@ -122,7 +153,7 @@ def artifact_name(plugin_name: str, version: str, system: str | None = None, mac
 def build_plugin(
     target: str,
     out: str | os.PathLike[str] | None = None,
-    fmt: str = "onefile",
+    fmt: str = DEFAULT_FORMAT,
     *,
     version: str | None = None,
     progress: ProgressFn | None = None,
@@ -131,7 +162,9 @@ def build_plugin(
 
     ``out`` is the file to write, or a directory (existing, or ending in ``/``)
     to write ``<name>_<version>_<os>_<arch>`` into; default ``dist/``.
-    ``version`` defaults to the module's ``__version__``, else ``dev``.
+    ``version`` defaults to the module's ``__version__``, else ``dev``; the built
+    file reports it (``<file> version``, the admin server's ``/version``).
+    Writes ``<file>.sha256`` and ``<file>.piped.yaml`` beside the file.
     """
     say = progress or (lambda message: None)
     if fmt not in FORMATS:
@@ -145,31 +178,96 @@ def build_plugin(
         raise BuildError(f"App name {resolved.app.name!r}: piped stores the plugin as ~/.piped/plugins/<name>, so use letters, digits and . _ + - only")
     dest = _destination(out, artifact_name(resolved.app.name, version))
     started = time.monotonic()
-    say(f"building plugin {resolved.app.name!r} from {target} ({fmt}) into {dest}")
+    say(f"building plugin {resolved.app.name!r} version {version} from {target} ({fmt}) into {dest}")
     with tempfile.TemporaryDirectory(prefix="pipeplug-build-") as work_dir:
         work = Path(work_dir)
-        if fmt == "onefile":
-            built = _build_onefile(resolved, work, dest, say)
+        if fmt == "shiv":
+            from .build_shiv import build_shiv
+
+            built = build_shiv(resolved, version, work, say)
+        elif fmt == "onefile":
+            built = _build_onefile(resolved, version, work, dest, say, compress=True, portable_libraries=False)
         else:
-            built = _build_shiv(resolved, work, say)
-        _install(built, dest)
-    return Artifact(
+            # uncompressed: the static file is unpacked at every start either way, and inflating
+            # the archive costs more time than copying out its larger uncompressed form
+            onefile = _build_onefile(resolved, version, work, dest, say, compress=False, portable_libraries=True)
+            built = _wrap_static(onefile, work, dest, say, compress=False)
+        digest = _install(built, dest)
+    artifact = Artifact(
         path=dest,
         format=fmt,
         plugin_name=resolved.app.name,
         version=version,
         size=dest.stat().st_size,
         seconds=time.monotonic() - started,
+        sha256=digest,
+        deploy_target_keys=required_keys(resolved.app.deploy_target_config_class),
     )
+    dest.with_name(dest.name + ".build.log").unlink(missing_ok=True)  # a failed earlier build's
+    artifact.sha256_path.write_text(f"{digest}  {dest.name}\n")
+    artifact.piped_config_path.write_text(artifact.piped_config())
+    return artifact
+
+
+def required_keys(config_class: type | None) -> tuple[ConfigKey, ...] | None:
+    """The keys an attrs config class requires (no default), camelCase; None for no class."""
+    if config_class is None:
+        return None
+    from .configs import _camel
+
+    if not attrs.has(config_class):
+        return ()
+    try:
+        hints = t.get_type_hints(config_class)
+    except Exception:  # noqa: BLE001 - annotations naming what only exists for type checkers
+        hints = {}
+    keys = []
+    for field in attrs.fields(config_class):
+        if field.default is not attrs.NOTHING:
+            continue
+        annotation = hints.get(field.name, field.type)
+        keys.append(ConfigKey(_camel(field.name), _type_name(annotation), _placeholder(annotation)))
+    return tuple(keys)
+
+
+def _type_name(annotation: t.Any) -> str:
+    if isinstance(annotation, str):
+        return annotation
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _placeholder(annotation: t.Any) -> str:
+    """A YAML value of the annotation's shape, so the snippet stays valid YAML."""
+    origin = t.get_origin(annotation) or annotation
+    if origin is bool:
+        return "false"
+    if origin in (int, float):
+        return "0"
+    if origin in (list, tuple, set, frozenset):
+        return "[]"
+    if origin is dict or attrs.has(origin):
+        return "{}"
+    return '""'
 
 
 # -- inputs -------------------------------------------------------------------
 
 
 def _require_tools(fmt: str) -> None:
+    if fmt == "static" and not sys.platform.startswith("linux"):
+        raise BuildError(f"--format static makes Linux files and builds on Linux only (this is {sys.platform}); build on Linux, or use --format onefile for this OS")
     for module in TOOLS[fmt]:
         if importlib.util.find_spec(module) is None:
             raise BuildError(f"--format {fmt} needs {module}, which is not installed for {sys.executable}.\nInstall the build tools: {INSTALL_HINT}")
+    if fmt == "static":
+        from .build_static import find_patchelf
+        from .build_static import missing_host_commands
+
+        if find_patchelf() is None:
+            raise BuildError(f"--format static needs patchelf, which is not installed for {sys.executable}.\nInstall the build tools: {INSTALL_HINT}")
+        missing = missing_host_commands()
+        if missing:
+            raise BuildError(f"--format static needs commands that are not on PATH: {', '.join(missing)}")
 
 
 def _resolve(target: str) -> _Target:
@@ -200,73 +298,104 @@ def _destination(out: str | os.PathLike[str] | None, name: str) -> Path:
     return path.absolute()
 
 
-def _write_entry(target: _Target, directory: Path, *, pin_python: bool) -> Path:
-    """The script the built file runs: import the user's module, start its App as piped does."""
-    guard = ""
+def _write_entry(target: _Target, version: str, directory: Path, *, pin_python: bool) -> Path:
+    """The script the built file runs: import the user's module, start its App as piped does, with its version."""
     if pin_python:
         built_for = (sys.version_info[:2], sys.platform, platform.machine())
-        guard = (
+        prelude = (
             "import platform\n"
             f"if (sys.version_info[:2], sys.platform, platform.machine()) != {built_for!r}:\n"
             f"    sys.exit('this plugin was built with pipeplug for Python {built_for[0][0]}.{built_for[0][1]} on {built_for[1]} {built_for[2]}; '\n"
             "             f'this python3 is {sys.version.split()[0]} on {sys.platform} {platform.machine()}. '\n"
-            "             'Rebuild it on a matching host, or use pipeplug build --format onefile.')\n"
+            "             'Rebuild it on a matching host, or use pipeplug build --format static.')\n"
+        )
+    else:
+        # PyInstaller's bootloader points LD_LIBRARY_PATH at the unpacked bundle; this process's
+        # loader read it at start, but the tools a plugin runs (git, sh: musl programs on Alpine)
+        # must not load the bundle's glibc libraries, so their environment gets the original back
+        prelude = (
+            "import os\n"
+            "if 'LD_LIBRARY_PATH_ORIG' in os.environ:\n"
+            "    os.environ['LD_LIBRARY_PATH'] = os.environ.pop('LD_LIBRARY_PATH_ORIG')\n"
+            "else:\n"
+            "    os.environ.pop('LD_LIBRARY_PATH', None)\n"
         )
     entry = directory / f"{ENTRY_MODULE}.py"
     entry.write_text(
         f'"""Start plugin {target.app.name!r} ({target.module}:{target.attr}) as piped does. Generated by pipeplug build."""\n'
         "import multiprocessing\n"
         "import sys\n"
-        f"{guard}"
+        f"{prelude}"
+        "from pipeplug.start import main as start\n"
         f"import {target.module} as user_module\n\n\n"
         "def main() -> None:\n"
         "    multiprocessing.freeze_support()  # a frozen plugin that starts processes needs this\n"
-        f"    user_module.{target.attr}.main()\n\n\n"
+        f"    start(user_module.{target.attr}, sys.argv[1:], version={version!r})\n\n\n"
         'if __name__ == "__main__":\n'
         "    main()\n"
     )
     return entry
 
 
-def _install(built: Path, dest: Path) -> None:
-    """Put the file in place atomically and executable, as piped itself does with downloads."""
+def _install(built: Path, dest: Path) -> str:
+    """Put the file in place atomically and executable, as piped itself does with downloads; return its SHA-256."""
     partial = dest.with_name(dest.name + ".partial")
-    shutil.copyfile(built, partial)
+    digest = hashlib.sha256()
+    with open(built, "rb") as source, open(partial, "wb") as copy:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            copy.write(chunk)
     os.chmod(partial, 0o755)
     os.replace(partial, dest)
+    return digest.hexdigest()
 
 
-# -- onefile (PyInstaller) ----------------------------------------------------
+# -- onefile and static (PyInstaller, then staticx) ---------------------------
 
 
-def _build_onefile(target: _Target, work: Path, dest: Path, say: ProgressFn) -> Path:
-    entry = _write_entry(target, work, pin_python=False)
+def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: ProgressFn, *, compress: bool, portable_libraries: bool) -> Path:
+    """PyInstaller's onefile; ``portable_libraries`` as :func:`pipeplug.build_pyinstaller.write_spec` says."""
+    from .build_pyinstaller import PyInstallerFailed
+    from .build_pyinstaller import run_pyinstaller
+    from .build_pyinstaller import write_spec
+
     pipeplug_home = str(Path(__file__).resolve().parent.parent)  # editable installs hide it from PyInstaller
-    argv = [
-        sys.executable, "-m", "PyInstaller", "--onefile", "--noconfirm", "--log-level", "INFO",
-        "--name", dest.name, "--distpath", str(work / "dist"), "--workpath", str(work / "build"), "--specpath", str(work),
-        "--paths", target.root, "--paths", pipeplug_home,
-        *(["--strip"] if shutil.which("strip") and sys.platform != "win32" else []),  # debug info: a third of the file
-        *(arg for module in (*EXCLUDED_MODULES, *_dev_tool_modules()) for arg in ("--exclude-module", module)),
-        str(entry),
-    ]  # fmt: skip
-    log_lines: list[str] = []
-    started = time.monotonic()
-    say("running PyInstaller (about a minute; progress below)")
-    with subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log_lines.append(line)
-            message = _progress_line(line)
-            if message:
-                say(f"  [{time.monotonic() - started:4.0f}s] {message}")
-    built = work / "dist" / dest.name
-    if proc.returncode != 0 or not built.is_file():
-        log_file = dest.with_name(dest.name + ".build.log")
-        log_file.write_text("".join(log_lines))
-        tail = "".join(log_lines[-LOG_TAIL_LINES:]).rstrip()
-        raise BuildError(f"PyInstaller failed (exit status {proc.returncode}); the last lines of its log:\n{tail}\n\nThe whole log: {log_file}")
-    return built
+    spec = write_spec(
+        work,
+        entry=_write_entry(target, version, work, pin_python=False),
+        name=dest.name,
+        search_paths=[target.root, pipeplug_home],
+        excludes=[*EXCLUDED_MODULES, *_dev_tool_modules()],
+        compress=compress,
+        portable_libraries=portable_libraries,
+    )
+    try:
+        return run_pyinstaller(spec, work, say)
+    except PyInstallerFailed as exc:
+        raise BuildError(_failure("PyInstaller", exc.returncode, exc.log, dest)) from None
+
+
+def _wrap_static(onefile: Path, work: Path, dest: Path, say: ProgressFn, *, compress: bool) -> Path:
+    """staticx around the onefile: its C library, loader and libraries go into the file."""
+    from .build_static import run_staticx
+
+    say("bundling the C library and every library the file links against (staticx)")
+    wrapped = work / "static" / dest.name
+    wrapped.parent.mkdir()
+    result = run_staticx(onefile, wrapped, compress=compress)
+    if result.returncode != 0 or not wrapped.is_file():
+        raise BuildError(_failure("staticx", result.returncode, (result.stdout + result.stderr).splitlines(keepends=True), dest))
+    return wrapped
+
+
+def _failure(tool: str, returncode: int, log: list[str], dest: Path) -> str:
+    """The message for a failed tool: the end of its log here, all of it in a file beside the output."""
+    from .build_pyinstaller import LOG_TAIL_LINES
+
+    log_file = dest.with_name(dest.name + ".build.log")
+    log_file.write_text("".join(log))
+    tail = "".join(log[-LOG_TAIL_LINES:]).rstrip()
+    return f"{tool} failed (exit status {returncode}); the last lines of its log:\n{tail}\n\nThe whole log: {log_file}"
 
 
 def _dev_tool_modules() -> list[str]:
@@ -276,120 +405,3 @@ def _dev_tool_modules() -> list[str]:
     from . import dev
 
     return [f"pipeplug.dev.{m.name}" for m in pkgutil.iter_modules(dev.__path__) if m.name != "cli"]
-
-
-def _progress_line(line: str) -> str | None:
-    """A progress message for one line of PyInstaller's log ("123 INFO: Building PKG ..."), or None."""
-    match = re.match(r"\d+ (\w+): (.*)", line)
-    if match is None:
-        return None
-    level, message = match.groups()
-    if level in ("WARNING", "ERROR", "CRITICAL"):
-        return f"{level}: {message}"
-    for prefix, label in _MILESTONES:
-        if message.startswith(prefix) and not message.endswith("completed successfully."):
-            return label
-    return None
-
-
-# -- shiv ---------------------------------------------------------------------
-
-
-def _build_shiv(target: _Target, work: Path, say: ProgressFn) -> Path:
-    site = work / "site-packages"
-    site.mkdir()
-    _write_entry(target, site, pin_python=True)
-    local, imported = _local_modules(target)
-    dists = _closure(["pipeplug", *_distributions_of(imported)])
-    dist_tops = {top for dist in dists for top in _top_level_names(dist)}
-    local = [path for path in local if path.relative_to(target.root).parts[0].removesuffix(".py") not in dist_tops]
-    for path in local:
-        _copy(path, site / path.relative_to(target.root))
-    for dist in dists:
-        _copy_distribution(dist, site)
-    say(f"bundling {len(local)} module(s) of yours and {', '.join(sorted(d.metadata['Name'] for d in dists))}")
-    built = work / "plugin.pyz"
-    argv = [
-        sys.executable, "-m", "shiv", "--site-packages", str(site), "--entry-point", f"{ENTRY_MODULE}:main",
-        "--output-file", str(built), "--python", "/usr/bin/env python3", "--reproducible",
-    ]  # fmt: skip
-    result = subprocess.run(argv, cwd=work, capture_output=True, text=True, errors="replace")
-    if result.returncode != 0 or not built.is_file():
-        raise BuildError(f"shiv failed (exit status {result.returncode}):\n{(result.stdout + result.stderr).strip()}")
-    return built
-
-
-def _local_modules(target: _Target) -> tuple[list[Path], set[str]]:
-    """Files of the user's modules found below ``target.root``, and the top-level names they import from elsewhere."""
-    finder = modulefinder.ModuleFinder(path=[target.root])
-    try:
-        finder.import_hook(target.module)
-    except AttributeError:  # modulefinder cannot walk namespace packages
-        raise BuildError(
-            f"a package below {target.root} that {target.module} imports has no __init__.py, which --format shiv cannot follow; "
-            "add an empty __init__.py to it, or use --format onefile"
-        ) from None
-    local = sorted(Path(m.__file__) for m in finder.modules.values() if m.__file__ and m.__file__.startswith(target.root + os.sep))
-    imported = {name.partition(".")[0] for name in finder.badmodules}
-    return local, imported
-
-
-def _distributions_of(top_level_names: t.Iterable[str]) -> list[str]:
-    """Installed distributions that provide these import names (stdlib names map to none)."""
-    providers = importlib.metadata.packages_distributions()
-    return sorted({dist for name in top_level_names for dist in providers.get(name, ())})
-
-
-def _closure(names: t.Iterable[str]) -> list[importlib.metadata.Distribution]:
-    """These distributions and everything they require in this environment (no extras)."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
-    found: dict[str, importlib.metadata.Distribution] = {}
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        key = canonicalize_name(name)
-        if key in found:
-            continue
-        try:
-            dist = importlib.metadata.distribution(name)
-        except importlib.metadata.PackageNotFoundError:
-            raise BuildError(f"{name} is required by the plugin but not installed for {sys.executable}; pip install {name}") from None
-        found[key] = dist
-        for spec in dist.requires or ():
-            requirement = Requirement(spec)
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
-    return list(found.values())
-
-
-def _top_level_names(dist: importlib.metadata.Distribution) -> set[str]:
-    listed = (dist.read_text("top_level.txt") or "").split()
-    names = listed or {f.parts[0].removesuffix(".py") for f in dist.files or () if len(f.parts) > 1 or f.suffix == ".py"}
-    return {name for name in names if name.isidentifier() and not name.startswith("__editable__")}
-
-
-def _copy_distribution(dist: importlib.metadata.Distribution, site: Path) -> None:
-    """Copy an installed distribution's files; editable installs and source trees list none, so copy their packages."""
-    covered = set()
-    recorded = dist.files if dist.read_text("RECORD") is not None else None  # egg-info file lists can be stale
-    for file in recorded or ():
-        if file.parts[0] == ".." or "__pycache__" in file.parts or file.suffix == ".pth" or file.name.startswith("__editable__"):
-            continue
-        source = Path(str(dist.locate_file(file)))
-        if source.is_file():
-            _copy(source, site / file)
-            covered.add(file.parts[0].removesuffix(".py"))
-    for name in _top_level_names(dist) - covered:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            for location in spec.submodule_search_locations:
-                shutil.copytree(location, site / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
-        elif spec is not None and spec.origin and os.path.isfile(spec.origin):
-            _copy(Path(spec.origin), site / Path(spec.origin).name)
-
-
-def _copy(source: Path, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, dest)

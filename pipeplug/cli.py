@@ -36,8 +36,8 @@ class _Duration(click.ParamType):
 DURATION = _Duration()
 
 
-def plugin_command(app: App) -> click.Group:
-    """The command line a plugin binary offers to piped, like the Go SDK's."""
+def plugin_command(app: App, *, version: str | None = None) -> click.Group:
+    """The command line a plugin binary offers to piped, like the Go SDK's; ``version`` is the plugin's (built) version."""
 
     @click.group(help=f"PipeCD plugin {app.name!r}, built with pipeplug.")
     def group() -> None:
@@ -59,14 +59,14 @@ def plugin_command(app: App) -> click.Group:
     def start(ctx: click.Context, **flags: t.Any) -> None:
         """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
         with _reported():
-            start_plugin(app, **flags, ignored=ctx.args)
+            start_plugin(app, **flags, ignored=ctx.args, plugin_version=version)
 
-    @group.command()
-    def version() -> None:
+    @group.command("version")
+    def print_version() -> None:
         """Print the plugin and pipeplug versions."""
         from . import __version__
 
-        click.echo(f"{app.name} (pipeplug {__version__})")
+        click.echo(f"{app.name}{'' if version is None else ' ' + version} (pipeplug {__version__})")
 
     return group
 
@@ -136,24 +136,31 @@ def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str 
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["onefile", "shiv"]),
-    default="onefile",
+    type=click.Choice(["static", "onefile", "shiv"]),
+    default="static",
     show_default=True,
-    help="onefile: self-contained (PyInstaller); the host needs no Python, only the same OS and architecture and a libc "
-    "at least as new as here. shiv: small, runs on the host's python3, which must be the same Python minor version, "
-    "OS and architecture as here (grpcio is native code).",
+    help="static: runs on any Linux of this architecture, with no libc, Python or /usr (piped's Alpine image included). "
+    "onefile: needs a glibc host at least as new as this one (not Alpine/musl); no Python. "
+    "shiv: smallest; needs the host's python3 of the same minor version, OS and architecture as here (grpcio is native code).",
 )
-@click.option("--version", "version", default=None, help="version in the file name, e.g. v0.1.0  [default: the module's __version__, else dev]")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="the plugin's version: in the file name, `<file> version` and the admin /version, e.g. v0.1.0  [default: the module's __version__, else dev]",
+)
 def build(target: str, output: str | None, fmt: str, version: str | None) -> None:
-    """Build MODULE:APP into one executable file piped can download (file:// or https://) and start.
+    """Build MODULE:APP into one executable file piped can download (file://, https:// or oci://) and start.
 
+    Writes FILE.sha256 and FILE.piped.yaml (the piped config for it) beside it.
     Needs the build tools: pip install 'pipeplug[build]'.
     """
     from .build import build_plugin
 
     artifact = build_plugin(target, output, fmt, version=version, progress=lambda message: click.echo(message, err=True))
-    click.echo(f"built {artifact.path} ({artifact.size / 1e6:.1f} MB, {artifact.format}) in {artifact.seconds:.0f}s")
-    click.echo(f"\npiped config: add this plugin under spec.plugins (piped caches it as ~/.piped/plugins/{artifact.plugin_name};")
+    click.echo(f"built {artifact.path} ({artifact.size / 1e6:.1f} MB, {artifact.format}, version {artifact.version}) in {artifact.seconds:.0f}s")
+    click.echo(f"sha256 {artifact.sha256}  ({artifact.sha256_path.name})")
+    click.echo(f"\npiped config ({artifact.piped_config_path.name}): add this plugin under spec.plugins (piped caches it as ~/.piped/plugins/{artifact.plugin_name};")
     click.echo("after a rebuild, restart piped with --force-plugin-redownload):\n")
     click.echo(artifact.piped_config())
 

@@ -98,6 +98,7 @@ class PluginServer:
     :param maximum_concurrent_rpcs: calls beyond this many in flight get RESOURCE_EXHAUSTED.
     :param admin_port: serve /healthz, /version and /metrics on 127.0.0.1 at this port (0: any free port).
     :param watch_parent: stop when the parent process (piped) dies; default: when started by piped.
+    :param plugin_version: the version a built plugin carries (``pipeplug build --version``), shown by ``/version``.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class PluginServer:
         maximum_concurrent_rpcs: int | None = None,
         admin_port: int | None = None,
         watch_parent: bool | None = None,
+        plugin_version: str | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -127,6 +129,7 @@ class PluginServer:
             raise StartupError(f"--maximum-concurrent-rpcs must be at least 1, got {maximum_concurrent_rpcs}")
         self.maximum_concurrent_rpcs = maximum_concurrent_rpcs
         self.admin_port = admin_port
+        self.plugin_version = plugin_version
         self.watch_parent = piped_address is not None if watch_parent is None else watch_parent
         #: the bounded pool sync handlers run in; an app of async handlers only has none (nor loads the module)
         self.executor = _sync_pool(app, sync_workers)
@@ -219,6 +222,8 @@ class PluginServer:
         from .admin import AdminServer
 
         version = {"plugin": self.settings.name, "pipeplug": __version__, "grpcio": grpc.__version__}
+        if self.plugin_version is not None:
+            version["version"] = self.plugin_version
         self.admin = AdminServer(t.cast(int, self.admin_port), health=self.health_problems, version=version)
         try:
             await self.admin.start()
@@ -325,18 +330,24 @@ def _sync_pool(app: App, workers: int) -> Executor | None:
 
 
 def _launcher_pid() -> int:
-    """The process that started the plugin: our parent, except in a PyInstaller onefile
-    (``pipeplug build``), where the parent is the bootloader running the same file and
-    piped is the bootloader's parent. Linux only; elsewhere the parent."""
-    parent = os.getppid()
-    if getattr(sys, "frozen", False):
+    """The process that started the plugin: our parent, unless it is a layer ``pipeplug build``
+    wrapped the plugin in, with piped further up. Those layers are PyInstaller's bootloader,
+    which runs the same file as we do (sys.executable), and in a static build staticx's
+    bootloader, which runs the file piped started (``STATICX_PROG_PATH``). Linux only;
+    elsewhere the parent."""
+    pid = os.getppid()
+    if not getattr(sys, "frozen", False):
+        return pid
+    layers = {os.path.realpath(path) for path in (sys.executable, os.environ.get("STATICX_PROG_PATH")) if path}
+    for _ in range(len(layers)):  # each layer at most once
         try:
-            if os.path.realpath(f"/proc/{parent}/exe") == os.path.realpath(sys.executable):
-                with open(f"/proc/{parent}/stat") as f:
-                    return int(f.read().rsplit(")", 1)[1].split()[1])
+            if os.path.realpath(f"/proc/{pid}/exe") not in layers:
+                break
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            pass
-    return parent
+            break
+    return pid
 
 
 def run(app: App, settings: PluginSettings, **options: t.Any) -> None:

