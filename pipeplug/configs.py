@@ -133,6 +133,9 @@ class Decoder:
             return self.decoder(args[0], lenient)
         if cls is t.Any or cls is object:
             return _anything
+        custom = getattr(cls, "__pipeplug_decode__", None)  # a class that reads its own values (pipeplug.units)
+        if custom is not None:
+            return _custom(custom)
         scalar = _SCALARS.get(cls)
         if scalar is not None:
             return scalar
@@ -273,6 +276,19 @@ def _duration(value: t.Any, path: str, key: str, problems: list[str], secret: bo
     except ValueError:
         problems.append(f"{path}{key}: expected {_DURATION_EXAMPLE}, got {describe(value, secret)}")
         return None
+
+
+def _custom(read: t.Callable[[t.Any], t.Any]) -> Decode:
+    """A class's own ``__pipeplug_decode__(value)``, whose ValueError says what was expected."""
+
+    def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
+        try:
+            return read(value)
+        except ValueError as exc:
+            problems.append(f"{path}{key}: {'not a valid value (a secret: not shown)' if secret else exc}")
+            return None
+
+    return decode
 
 
 _SCALARS: dict[t.Any, Decode] = {bool: _bool, int: _int, float: _float, str: _str, datetime.timedelta: _duration}

@@ -25,7 +25,7 @@ PUBLIC = (
     "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError",
     "StageLog", "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
     "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest", "StageResult",
-    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy",
+    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "Percentage", "Replicas",
 )  # fmt: skip
 
 
