@@ -42,6 +42,8 @@ _SEQUENCES = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, ab
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 Schema = dict[str, t.Any]
+#: keywords that describe and never refuse a value
+_ANNOTATIONS = {"title", "description", "default", "examples", "writeOnly", "$schema"}
 
 
 class SchemaError(TypeError):
@@ -276,8 +278,8 @@ def nullable(schema: Schema) -> Schema:
     kind = schema.get("type")
     if isinstance(kind, str) and "not" not in schema:
         return {**schema, "type": [kind, "null"]}
-    if "anyOf" in schema and len(schema) == 1:
-        return {"anyOf": [*schema["anyOf"], {"type": "null"}]}
+    if "anyOf" in schema and set(schema) - _ANNOTATIONS == {"anyOf"}:
+        return {**schema, "anyOf": [*schema["anyOf"], {"type": "null"}]}
     return {"anyOf": [schema, {"type": "null"}]}
 
 

@@ -36,17 +36,16 @@ _INT64_PATTERN = f"(\\+?{_int64_digits(_INT64_MAX)}|-{_int64_digits(-_INT64_MIN)
 
 def _parse(value: t.Any, what: str, examples: str) -> tuple[int, bool]:
     """(number, written with %) of ``value``: a JSON integer, or a string of one with an optional "%"."""
-    expected = f"expected {what} such as {examples}"
+    from .configs import describe  # imported late: units load in plugins that never decode
+
     if isinstance(value, int) and not isinstance(value, bool):
         number, suffix = value, False
     elif isinstance(value, str) and (match := _DIGITS.fullmatch(value)):
         number, suffix = int(match.group(1) + match.group(2)), bool(match.group(3))
     else:
-        from .configs import describe  # imported late: units load in plugins that never decode
-
-        raise ValueError(f"{expected}, got {describe(value)}")
+        raise ValueError(f"expected {what} such as {examples}, got {describe(value)}")
     if not _INT64_MIN <= number <= _INT64_MAX:
-        raise ValueError(f"{expected}, that fits in 64 bits")
+        raise ValueError(f"expected {what} that fits in 64 bits, got {describe(value)}")
     return number, suffix
 
 
