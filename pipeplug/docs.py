@@ -107,7 +107,7 @@ def _rows(cls: type, prefix: str, seen: tuple[type, ...]) -> list[str]:
     rows = []
     for field in class_fields(cls):
         default = "" if field.default is NO_DEFAULT else f"`{_cell(json.dumps(field.default, ensure_ascii=False))}`"
-        description = field.description + (" (a secret: never logged)" if field.secret else "")
+        description = " ".join(filter(None, [field.description, "(a secret: never logged)" if field.secret else ""]))
         name = prefix + field.key
         rows.append(f"| `{name}` | {_cell(type_name(field.type))} | {'yes' if field.required else ''} | {default} | {_cell(description)} |")
         nested = _class_in(field.type)
