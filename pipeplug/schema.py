@@ -37,7 +37,12 @@ if t.TYPE_CHECKING:
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 #: Go's time.ParseDuration grammar: "0", or numbers each with a unit, after an optional sign
 DURATION_PATTERN = r"^[+-]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$"
-_INT64 = {"minimum": -(2**63), "maximum": 2**63 - 1}
+_SCALARS: dict[t.Any, dict[str, t.Any]] = {
+    bool: {"type": "boolean"},
+    int: {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},  # as Go's int, on the 64-bit hosts piped runs on
+    float: {"type": "number"},
+    str: {"type": "string"},
+}
 _SEQUENCES = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Set, abc.MutableSet)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
@@ -120,7 +125,7 @@ def _declared(cls: type) -> list[tuple[str, bool, t.Any, t.Mapping[str, t.Any]]]
                 default = _DefaultUnknown if default.takes_self else default.factory()
             fields.append((getattr(a, "alias", None) or a.name.lstrip("_"), a.init, default, a.metadata))
         return fields
-    result = []
+    result: list[tuple[str, bool, t.Any, t.Mapping[str, t.Any]]] = []
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else NO_DEFAULT
         result.append((f.name, f.init, default, f.metadata))
@@ -182,6 +187,7 @@ def type_schema(tp: t.Any, *, lenient: bool = False, _seen: tuple[type, ...] = (
     def inner(arg: t.Any) -> Schema:
         return type_schema(arg, lenient=lenient, _seen=_seen)
 
+    schema: Schema
     if origin is t.Annotated:
         return inner(args[0])
     if tp is t.Any or tp is object:
@@ -191,7 +197,7 @@ def type_schema(tp: t.Any, *, lenient: bool = False, _seen: tuple[type, ...] = (
         return dict(custom())
     if getattr(tp, "__pipeplug_decode__", None) is not None:
         return {}  # it reads its own values and says nothing of them
-    scalar = {bool: {"type": "boolean"}, int: {"type": "integer", **_INT64}, float: {"type": "number"}, str: {"type": "string"}}.get(tp)
+    scalar = _SCALARS.get(tp)
     if scalar is not None:
         return dict(scalar)
     if tp is datetime.timedelta:
@@ -204,8 +210,8 @@ def type_schema(tp: t.Any, *, lenient: bool = False, _seen: tuple[type, ...] = (
         return {"enum": [member.value for member in tp]}
     if origin is t.Union or type(tp).__name__ == "UnionType":
         members = [inner(arg) for arg in args if arg is not type(None)]
-        schema = members[0] if len(members) == 1 else {"anyOf": members}
-        return nullable(schema) if type(None) in args else schema
+        union: Schema = members[0] if len(members) == 1 else {"anyOf": members}
+        return nullable(union) if type(None) in args else union
     kind = origin or tp
     if kind in _SEQUENCES:
         if kind is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
