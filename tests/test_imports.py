@@ -94,7 +94,7 @@ if __name__ == "__main__":
 """
 #: what starting a plugin must not load: click (piped's argv is parsed without it), attrs and the
 #: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML
-NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml"}
+NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml", "pipeplug.schema", "pipeplug.docs"}
 
 
 def _modules_at_exit(tmp_path, execute: bool) -> set[str]:
