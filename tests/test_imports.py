@@ -93,7 +93,8 @@ if __name__ == "__main__":
     app.main()
 """
 #: what starting a plugin must not load: click (piped's argv is parsed without it), attrs and the
-#: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML
+#: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML,
+#: and what only `pipeplug schema` and `pipeplug docs` use
 NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml", "pipeplug.schema", "pipeplug.docs"}
 
 
