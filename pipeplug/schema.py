@@ -17,7 +17,8 @@ How the schema says what the decoder does:
 
 Two differences JSON Schema cannot avoid: it counts ``3.0`` as the integer 3,
 where the decoder (as Go) refuses it for an ``int``; and a class that contains
-itself is described one level deep.
+itself is described one level deep. Durations follow Go's grammar, which the
+decoder's ``parse_duration`` is looser than (spaces, repeated signs).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class _NoDefault:
 
 #: a field without a default, or with one JSON cannot show
 NO_DEFAULT: t.Any = _NoDefault()
+#: a default computed from the instance (attrs' Factory(takes_self=True)): there is one, with no fixed value to show
+_COMPUTED = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +125,7 @@ def _declared(cls: type) -> list[tuple[str, bool, t.Any, t.Mapping[str, t.Any]]]
             if default is attrs.NOTHING:
                 default = NO_DEFAULT
             elif isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-                default = _DefaultUnknown if default.takes_self else default.factory()
+                default = _COMPUTED if default.takes_self else default.factory()
             fields.append((getattr(a, "alias", None) or a.name.lstrip("_"), a.init, default, a.metadata))
         return fields
     result: list[tuple[str, bool, t.Any, t.Mapping[str, t.Any]]] = []
@@ -130,10 +133,6 @@ def _declared(cls: type) -> list[tuple[str, bool, t.Any, t.Mapping[str, t.Any]]]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory() if f.default_factory is not dataclasses.MISSING else NO_DEFAULT
         result.append((f.name, f.init, default, f.metadata))
     return result
-
-
-class _DefaultUnknown:
-    """A default computed from the instance: there is one, but no fixed value to show."""
 
 
 def to_json(value: t.Any) -> t.Any:
