@@ -231,8 +231,9 @@ class Decoder:
 
 _SEQUENCES = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.MutableSequence, collections.abc.Set, collections.abc.MutableSet)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-#: JSON values that are already what these types want (json.loads makes exact types)
-_EXACT: dict[t.Any, type] = {str: str, int: int, bool: bool, t.Any: object}
+#: JSON values that are already what these types want (json.loads makes exact types); not int,
+#: whose values must still fit in 64 bits
+_EXACT: dict[t.Any, type] = {str: str, bool: bool, t.Any: object}
 
 
 def _anything(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:

@@ -307,6 +307,7 @@ def test_a_rollback_stages_schema_agrees_with_the_lenient_decoder(document, modu
         ({"kubeConfigPath": "k", "name": "n", "timeout": "1h30m", "weight": "+7%", "replicas": "50%"}, True),
         ({"kubeConfigPath": "k", "name": "n", "weight": "9223372036854775808"}, False),  # beyond 64 bits
         ({"kubeConfigPath": "k", "name": "n", "retries": 2**63}, False),
+        ({"kubeConfigPath": "k", "name": "n", "env": {"a": 2**63}}, False),  # in a map too (this test found it was not)
         ({"kubeConfigPath": "k", "name": "n", "weight": "-9223372036854775808%", "retries": -(2**63)}, True),
         ({"kubeConfigPath": "k", "name": "n", "pair": ["a", 1, 2]}, False),
         ({"kubeConfigPath": "k", "name": "n", "target": {"path": "p", "Depth": 2}}, False),
