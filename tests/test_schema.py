@@ -7,6 +7,8 @@ feeds the same generated values to the decoder and to the printed schema
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import datetime
 import json
 import os
@@ -15,9 +17,11 @@ import sys
 import textwrap
 import typing as t
 
+import attrs
 import jsonschema
 import pytest
 from hypothesis import HealthCheck
+from hypothesis import event
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -80,6 +84,18 @@ class DeployOptions:
     token: str = pipeplug.secret(default="")
 
 
+@attrs.frozen
+class MoreOptions:
+    kinds: frozenset[str] = frozenset()
+    ports: t.Sequence[int] = ()
+    sizes: tuple[int, ...] = ()
+    by_mode: dict[t.Literal["a", "b"], int] = attrs.field(factory=dict)
+    maybe: t.Optional[t.Literal["x", 1, True]] = None
+    weights: list[dict[str, pipeplug.Percentage]] = attrs.field(factory=list)
+    anything: t.Any = None
+    flag_or_names: t.Union[bool, list[str]] = False
+
+
 @dataclasses.dataclass(frozen=True)
 class UndoOptions:
     on_rollback: t.Optional[str] = None
@@ -97,6 +113,11 @@ app = pipeplug.App("kinds", app_spec=AppSpec)
 @app.stage("DEPLOY")
 def deploy(options: DeployOptions) -> None:
     """Deploy the application."""
+
+
+@app.stage("MORE")
+def more(options: MoreOptions) -> None:
+    pass
 
 
 @app.stage("PLAIN")
@@ -143,7 +164,7 @@ def module(plugin_dir):
 
 def test_the_document_lists_every_stage_and_each_config(document):
     assert set(document) == {"stages", "config", "deployTargetConfig", "appSpec"}
-    assert list(document["stages"]) == ["DEPLOY", "PLAIN", "RAW", "UNDO"]  # rollback stages too
+    assert list(document["stages"]) == ["DEPLOY", "MORE", "PLAIN", "RAW", "UNDO"]  # rollback stages too
     for schema in [*document["stages"].values(), document["config"], document["deployTargetConfig"], document["appSpec"]]:
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -215,13 +236,18 @@ def valid(tp: t.Any, module: t.Any) -> st.SearchStrategy[t.Any]:
         return st.sampled_from([m.value for m in tp])
     if origin is t.Union:
         return st.one_of([valid(a, module) for a in args])
-    if origin is list:
+    if tp is t.Any:
+        return JSON
+    if isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp)):
+        return objects(tp, module)
+    if origin in (list, frozenset, collections.abc.Sequence) or (origin is tuple and args[1:] == (Ellipsis,)):
         return st.lists(maybe_wrong(args[0], module), max_size=3)
     if origin is tuple:
         return st.tuples(*[maybe_wrong(a, module) for a in args]).map(list)
     if origin is dict:
-        return st.dictionaries(TEXT, maybe_wrong(args[1], module), max_size=3)
-    return objects(tp, module)
+        keys = TEXT if args[0] is str else valid(args[0], module).filter(lambda k: isinstance(k, str)) | TEXT
+        return st.dictionaries(keys, maybe_wrong(args[1], module), max_size=3)
+    raise AssertionError(f"no strategy for {tp}")
 
 
 def wrong(tp: t.Any, module: t.Any) -> st.SearchStrategy[t.Any]:
@@ -235,8 +261,10 @@ def wrong(tp: t.Any, module: t.Any) -> st.SearchStrategy[t.Any]:
         return WHOLE | st.text(alphabet="0123456789%+-.a", max_size=5) | st.integers(2**63 - 2, 2**63 + 2) | JSON
     if isinstance(tp, type) and issubclass(tp, module.Level):
         return st.just("LOW") | JSON
-    if origin is tuple:
+    if origin is tuple and args[1:] != (Ellipsis,):
         return st.lists(valid(args[0], module), max_size=len(args) + 1) | JSON
+    if isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp)):
+        return objects(tp, module, breaking=True) | JSON
     return JSON
 
 
@@ -245,24 +273,33 @@ def maybe_wrong(tp: t.Any, module: t.Any) -> st.SearchStrategy[t.Any]:
     return st.integers(0, 9).flatmap(lambda n: wrong(tp, module) if n == 0 else valid(tp, module))
 
 
-def objects(cls: type, module: t.Any) -> st.SearchStrategy[dict[str, t.Any]]:
-    """Mappings for ``cls``: each field mostly under its camelCase name, else its snake_case name, both, or missing; sometimes an unknown key."""
-    import attrs
+def objects(cls: type, module: t.Any, breaking: bool = False) -> st.SearchStrategy[dict[str, t.Any]]:
+    """Mappings for ``cls``: fields under their camelCase or snake_case names, optional ones sometimes missing.
 
+    ``breaking`` spoils one field (a near miss, both names, missing) or adds an
+    unknown key, so that most values are one mistake away from being accepted.
+    """
     hints = t.get_type_hints(cls)
-    names = [a.name for a in attrs.fields(cls)] if attrs.has(cls) else list(cls.__dataclass_fields__)
-    spellings = ["camel"] * 14 + ["snake"] * 3 + ["both", "missing", "missing"]
+    fields = [(a.name, a.default is attrs.NOTHING) for a in attrs.fields(cls)] if attrs.has(cls) else [(f.name, False) for f in dataclasses.fields(cls)]
 
     @st.composite
     def build(draw: t.Any) -> dict[str, t.Any]:
+        # required fields are spoilt more often: leaving one out is a mistake only for them
+        broken = draw(st.sampled_from([name for name, required in fields for _ in range(4 if required else 1)] + ["unknown key"])) if breaking else None
+        how = draw(st.sampled_from(["wrong", "wrong", "both", "missing"]))
         result: dict[str, t.Any] = {}
-        for name in names:
+        for name, required in fields:
             head, *rest = name.split("_")
-            camel = head + "".join(p.capitalize() for p in rest)
-            spelling = draw(st.sampled_from(spellings))
-            for key in {"camel": [camel], "snake": [name], "both": [camel, name], "missing": []}[spelling]:
-                result[key] = draw(maybe_wrong(hints[name], module))
-        if draw(st.integers(0, 19)) == 0:
+            keys = [head + "".join(p.capitalize() for p in rest), name]
+            if name == broken and how == "both":
+                chosen = keys
+            elif (name == broken and how == "missing") or (not required and draw(st.integers(0, 3)) == 0):
+                chosen = []
+            else:
+                chosen = [draw(st.sampled_from([keys[0]] * 4 + [keys[1]]))]
+            for key in chosen:
+                result[key] = draw(wrong(hints[name], module) if name == broken and how == "wrong" else valid(hints[name], module))
+        if broken == "unknown key":
             result[draw(st.sampled_from(["retires", "Name", "extra"]))] = draw(JSON)
         return result
 
@@ -278,20 +315,31 @@ def verdicts(value: t.Any, cls: type, schema: dict[str, t.Any], lenient: bool) -
     return decoded, jsonschema.Draft202012Validator(schema).is_valid(value)
 
 
+def assert_agree(value: t.Any, cls: type, schema: dict[str, t.Any], lenient: bool) -> None:
+    decoded, valid = verdicts(value, cls, schema, lenient)
+    event("accepted" if decoded else "refused")  # --hypothesis-show-statistics shows both verdicts are common
+    assert decoded == valid, f"decoder {'accepts' if decoded else 'refuses'} {value!r}, the schema {'accepts' if valid else 'refuses'} it"
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_the_decoder_accepts_exactly_what_the_schema_validates(document, module, data):
-    value = data.draw(objects(module.DeployOptions, module) | JSON)
-    decoded, valid = verdicts(value, module.DeployOptions, document["stages"]["DEPLOY"], lenient=False)
-    assert decoded == valid, f"decoder {'accepts' if decoded else 'refuses'} {value!r}, the schema {'accepts' if valid else 'refuses'} it"
+    value = data.draw(objects(module.DeployOptions, module, breaking=True) | objects(module.DeployOptions, module) | JSON)
+    assert_agree(value, module.DeployOptions, document["stages"]["DEPLOY"], lenient=False)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_sets_sequences_keyed_maps_and_any_agree_too(document, module, data):
+    value = data.draw(objects(module.MoreOptions, module, breaking=True) | objects(module.MoreOptions, module) | JSON)
+    assert_agree(value, module.MoreOptions, document["stages"]["MORE"], lenient=False)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_rollback_stages_schema_agrees_with_the_lenient_decoder(document, module, data):
-    value = data.draw(objects(module.UndoOptions, module) | objects(module.DeployOptions, module) | JSON)
-    decoded, valid = verdicts(value, module.UndoOptions, document["stages"]["UNDO"], lenient=True)
-    assert decoded == valid, f"decoder {'accepts' if decoded else 'refuses'} {value!r}, the schema {'accepts' if valid else 'refuses'} it"
+    value = data.draw(objects(module.UndoOptions, module, breaking=True) | objects(module.UndoOptions, module) | objects(module.DeployOptions, module) | JSON)
+    assert_agree(value, module.UndoOptions, document["stages"]["UNDO"], lenient=True)
 
 
 @pytest.mark.parametrize(
