@@ -104,9 +104,9 @@ class Percentage:
 class Replicas:
     """A number of replicas: ``3``, ``"3"``, or ``"50%"`` of a total that :meth:`calculate` is given.
 
-    Like the Go SDK's ``unit.Replicas``, except that a number with a fraction
-    (``2.9``) is refused here, as an ``int`` field refuses it, where Go
-    truncates it to 2 in silence.
+    Like the Go SDK's ``unit.Replicas``, except for JSON numbers that are not
+    plain integers (``2.9``, ``3.0``, ``1e3``): they are refused here, as an
+    ``int`` field refuses them, where Go truncates them in silence (2.9 is 2).
     """
 
     __slots__ = ("number", "is_percentage")

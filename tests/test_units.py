@@ -6,6 +6,12 @@ plugin ported from Go reads the same app configs and scales to the same counts.
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import shutil
+import subprocess
+
 import grpc
 import pytest
 
@@ -18,6 +24,8 @@ from pipeplug.configs import structure
 from pipeplug.testing import PluginCallError
 
 from .support import load_module
+
+GO_PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "units_go")
 
 PLUGIN = '''
 import typing as t
@@ -145,3 +153,67 @@ def test_planning_refuses_a_bad_unit_before_any_stage_runs(client):
         client.build_pipeline_sync_stages([{"name": "CANARY", "with": {"replicas": "50%"}}, {"name": "CANARY", "with": {"replicas": "5O%"}}])
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details == 'stage 1 (CANARY): with.replicas: expected a number of replicas such as 3, "3" or "50%", got "5O%"'
+
+
+# -- the same answers as the Go SDK ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def go_units(tmp_path_factory):
+    """tests/units_go built: it prints what the Go SDK's unit types make of JSON values."""
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("the Go toolchain (`go`) is not on PATH; this test compares with the Go SDK's unit package")
+    binary = str(tmp_path_factory.mktemp("units_go") / "units_go")
+    env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly"}
+    built = subprocess.run([go, "build", "-trimpath", "-buildvcs=false", "-o", binary, "."], cwd=GO_PROGRAM, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+
+    def ask(values: list[object], totals: list[int]) -> list[dict[str, object]]:
+        done = subprocess.run([binary], input=json.dumps({"values": values, "totals": totals}), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return ask
+
+
+def corpus() -> list[object]:
+    """Whole numbers near every boundary, written every way, and near misses."""
+    rng = random.Random(14)
+    numbers = [0, 1, -1, 3, 7, 33, 50, 99, 100, 101, 2**31, 2**63 - 1, -(2**63), 2**63, -(2**63) - 1, 10**19, 10**25]
+    numbers += [rng.randint(-(10**6), 10**6) for _ in range(40)]
+    texts = [f"{sign}{zeros}{abs(n)}{pct}" for n in numbers for sign in ("", "+", "-") for zeros in ("", "00") for pct in ("", "%")]
+    noise = ["", "%", "%50", "50%%", "5 0", " 50", "50 ", "50.0", "50.5%", "1e2", "0x10", "1_000", "½", "٣", "50%\n", "abc", "--5", "+-5"]
+    return [*numbers, *texts, *noise, True, False, None, [], {}, [50], {"n": 50}]
+
+
+def ours(cls: type, value: object) -> str | None:
+    try:
+        return str(structure(make_converter(), value, cls, path="with.x"))
+    except ConfigError:
+        return None
+
+
+def test_units_read_json_values_as_the_go_sdk_does(go_units):
+    values = corpus()
+    for value, go in zip(values, go_units(values, [])):
+        assert ours(Percentage, value) == (go["percentage"] if go["percentageOk"] else None), value
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+            continue  # Go's Replicas reads a JSON number through a float64, which cannot hold it: 2**63 - 1 comes out negative
+        assert ours(Replicas, value) == (go["replicas"] if go["replicasOk"] else None), value
+
+
+def test_replicas_refuses_the_numbers_go_truncates(go_units):
+    # Go's Replicas reads any JSON number and drops its fraction; an int-like field here takes integers only
+    values = [2.9, 3.0, 1e3, -0.5]
+    assert [(go["replicasOk"], go["replicas"]) for go in go_units(values, [])] == [(True, "2"), (True, "3"), (True, "1000"), (True, "0")]
+    assert [ours(Replicas, v) for v in values] == [None, None, None, None]
+
+
+def test_replicas_calculate_matches_the_go_sdk(go_units):
+    rng = random.Random(5)
+    values = [f"{n}%" for n in [0, 1, 10, 25, 33, 50, 66, 99, 100, 150, -10, -50]] + [0, 1, 5, -3] + [f"{rng.randint(1, 10**4)}%" for _ in range(30)]
+    totals = [0, 1, 2, 3, 7, 10, 33, 100, 12345, rng.randint(1, 10**6)]
+    for value, go in zip(values, go_units(values, totals)):
+        replicas = structure(make_converter(), value, Replicas, path="with.x")
+        assert [replicas.calculate(total, 7) for total in totals] == go["calculated"], value
