@@ -223,7 +223,7 @@ def schema(target: str, app_config: str | None) -> None:
     app = load_app(target)
     try:
         if app_config is None:
-            click.echo(json.dumps(plugin_schema(app), indent=2, ensure_ascii=False))
+            click.echo(json.dumps(plugin_schema(app), indent=2))  # ASCII: any terminal or file encoding takes it
             return
         problems, notes = check_app_config(app, app_config)
     except SchemaError as exc:
