@@ -445,3 +445,9 @@ def test_a_class_with_unresolvable_annotations_is_a_clear_error(tmp_path):
     printed = run("schema", "broken.py", cwd=str(tmp_path))
     assert printed.returncode == 1
     assert "Error: cannot resolve the annotations of Options (name 'Missing' is not defined)" in printed.stderr and "Traceback" not in printed.stderr
+
+
+@pytest.mark.parametrize("config", sorted(name for name in os.listdir(os.path.join(ROOT, "examples")) if name.endswith(".pipecd.yaml")))
+def test_the_shipped_example_configs_pass(config, tmp_path):
+    checked = run("schema", os.path.join(ROOT, "example_app.py"), "--app-config", os.path.join(ROOT, "examples", config), cwd=str(tmp_path))
+    assert (checked.returncode, checked.stdout.endswith(": ok\n")) == (0, True), checked.stderr
