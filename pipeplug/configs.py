@@ -285,8 +285,9 @@ def _custom(read: t.Callable[[t.Any], t.Any]) -> Decode:
     def decode(value: t.Any, path: str, key: str, problems: list[str], secret: bool) -> t.Any:
         try:
             return read(value)
-        except ValueError as exc:
-            problems.append(f"{path}{key}: {'not a valid value (a secret: not shown)' if secret else exc}")
+        except Exception as exc:  # noqa: BLE001 - ValueError by contract; anything else is a bug in the class, still a bad value here
+            said = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            problems.append(f"{path}{key}: {'not a valid value (a secret: not shown)' if secret else said}")
             return None
 
     return decode

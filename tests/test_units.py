@@ -217,3 +217,14 @@ def test_replicas_calculate_matches_the_go_sdk(go_units):
     for value, go in zip(values, go_units(values, totals)):
         replicas = structure(make_converter(), value, Replicas, path="with.x")
         assert [replicas.calculate(total, 7) for total in totals] == go["calculated"], value
+
+
+def test_a_class_reading_its_own_values_cannot_break_decoding():
+    class Broken:
+        @classmethod
+        def __pipeplug_decode__(cls, value: object) -> Broken:
+            raise KeyError(value)
+
+    with pytest.raises(ConfigError) as err:
+        structure(make_converter(), {"a": 1}, dict[str, Broken], path="with")
+    assert err.value.problems == ["with.a: KeyError: 1"]
