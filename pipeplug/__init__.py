@@ -41,13 +41,15 @@ if t.TYPE_CHECKING:
     from .types import StageRequest as StageRequest
     from .types import StageResult as StageResult
     from .types import Strategy as Strategy
+    from .units import Percentage as Percentage
+    from .units import Replicas as Replicas
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App", "ArtifactKind", "ArtifactVersion", "CommandType", "ConfigError", "Context", "Deployment",
-    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "PipedError",
-    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Resource", "StageCommand", "StageLog",
+    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "Percentage", "PipedError",
+    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Replicas", "Resource", "StageCommand", "StageLog",
     "StageRequest", "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "secret",
 ]  # fmt: skip
 
@@ -64,6 +66,8 @@ _SOURCES = {
     "ProcessError": "process",
     "ProcessResult": "process",
     "StageLog": "stagelog",
+    "Percentage": "units",
+    "Replicas": "units",
     **dict.fromkeys(("ArtifactKind", "HealthStatus", "ManualOperation", "StageStatus", "SyncStatus", "SyncStrategy"), "enums"),
     **dict.fromkeys(
         (

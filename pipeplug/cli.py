@@ -211,5 +211,62 @@ def init(name: str, kind: str, directory: str | None, force: bool) -> None:
     click.echo(f"\nnext: cd {os.path.relpath(root)} && pip install -e '.[test]' && python -m pytest  (see README.md for pipeplug dev, build and push)")
 
 
+@main.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--app-config", "app_config", type=click.Path(dir_okay=False), default=None, help="check this app.pipecd.yaml's with: blocks and spec.plugins.<name> instead of printing the schema")
+def schema(target: str, app_config: str | None) -> None:
+    """Print the JSON Schema (2020-12) of each stage's with: and of the plugin's configs, as one JSON document.
+
+    With --app-config FILE, check that app config instead: every problem is
+    printed with its YAML path, and the exit status is 1 when there is one.
+    """
+    import json
+
+    from .loading import load_app
+    from .schema import SchemaError
+    from .schema import check_app_config
+    from .schema import plugin_schema
+
+    app = load_app(target)
+    try:
+        if app_config is None:
+            click.echo(json.dumps(plugin_schema(app), indent=2))  # ASCII: any terminal or file encoding takes it
+            return
+        problems, notes = check_app_config(app, app_config)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    for note in notes:
+        click.echo(note, err=True)
+    if problems:
+        click.echo(f"{app_config}: {len(problems)} problem(s):", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    click.echo(f"{app_config}: ok")
+
+
+@main.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--format", "fmt", type=click.Choice(["markdown"]), default="markdown", show_default=True, help="the reference's format")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="file to write  [default: standard output]")
+def docs(target: str, fmt: str, output: str | None) -> None:
+    """Write a reference for MODULE:APP: its stages and their options, the hooks it serves, its configs, and an example per stage."""
+    from .docs import render_markdown
+    from .loading import load_app
+    from .schema import SchemaError
+
+    app = load_app(target)
+    try:
+        text = render_markdown(app)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    click.echo(f"wrote {output}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name=os.path.basename(sys.argv[0]))

@@ -67,6 +67,10 @@ class _Unknown(_Problem):
     """A key its class does not declare; the message holds only the hint, as the noun depends on the path."""
 
 
+class _Custom(ValueError):
+    """A class's own ``__pipeplug_decode__`` refused a value; its message says what was expected."""
+
+
 class _At(str):
     """A note naming where below its class a value sat (``.dryRun``), and whether that field is secret."""
 
@@ -101,6 +105,7 @@ class StrictConverter(cattrs.Converter):
         self.register_structure_hook_factory(lambda cl: cl in _SEQUENCES or _origin(cl) in _SEQUENCES, self._sequence)
         self.register_structure_hook_factory(lambda cl: cl in _MAPPINGS or _origin(cl) in _MAPPINGS, self._mapping)
         self.register_structure_hook_factory(_is_class, self._class)
+        self.register_structure_hook_factory(lambda cl: hasattr(cl, "__pipeplug_decode__"), _custom)
         # cattrs dispatches these by class (subclasses too) before any predicate above.
         for cls, hook in [(bool, _bool), (int, self._int), (float, self._float), (str, self._str), (datetime.timedelta, _duration), (enum.Enum, self._enum)]:
             self.register_structure_hook(cls, hook)
@@ -291,6 +296,19 @@ def _unsupported(cl: t.Any) -> Hook:
     return refuse
 
 
+def _custom(cl: t.Any) -> Hook:
+    """A class that reads its own values (``pipeplug.units``): ``__pipeplug_decode__(value)`` raises ValueError saying what it expected."""
+    read = cl.__pipeplug_decode__
+
+    def hook(value: t.Any, _: t.Any) -> t.Any:
+        try:
+            return read(value)
+        except Exception as exc:  # noqa: BLE001 - ValueError by contract; anything else is a bug in the class, still a bad value here
+            raise _Custom(str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}") from None
+
+    return hook
+
+
 def _origin(cl: t.Any) -> t.Any:
     """``list`` for ``list[str]``: typed loosely, as typeshed's return type does not cover every special form."""
     return t.get_origin(cl)
@@ -449,6 +467,8 @@ def _walk(exc: BaseException, path: str, secret: bool, noun: str, lines: list[st
         lines.append(f"{path}: expected {exc.expected}, got {describe(exc.value, secret)}")
     elif isinstance(exc, _Unknown):
         lines.append(f"{path}: unknown {noun}{exc}")
+    elif isinstance(exc, _Custom):
+        lines.append(f"{path}: {'not a valid value (a secret: not shown)' if secret else exc}")
     elif isinstance(exc, (ValueError, TypeError)):  # ours, or the class's own validators
         lines.append(f"{path}: {exc}")
     else:

@@ -25,7 +25,7 @@ PUBLIC = (
     "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError", "ProcessError", "ProcessResult",
     "StageLog", "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
     "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest", "StageResult",
-    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy",
+    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "Percentage", "Replicas",
 )  # fmt: skip
 
 
@@ -95,8 +95,9 @@ if __name__ == "__main__":
     app.main()
 """
 #: what starting a plugin must not load: click (piped's argv is parsed without it), attrs and the
-#: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML, cattrs
-NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml", "cattrs"}
+#: value classes (FetchDefinedStages needs neither; the annotations above are not evaluated), YAML, cattrs,
+#: and what only `pipeplug schema` and `pipeplug docs` use
+NOT_AT_START = {"click", "attrs", "pipeplug.types", "pipeplug.cli", "yaml", "cattrs", "pipeplug.schema", "pipeplug.docs"}
 
 
 def _modules_at_exit(tmp_path, execute: bool) -> set[str]:
