@@ -15,13 +15,20 @@ Piped's rules (contract §5.2) and how they are kept:
 - **Batches under 4 MiB**: requests carry at most ``log_batch_bytes``
   (1 MiB) of text, and a single line is cut at :data:`MAX_LINE_CHARS`.
 - **Checkpoints**: plain flushes (ReportStageLogs, every
-  ``log_flush_interval``) only reach piped's cache; every
+  ``log_flush_interval``) only reach the control plane's cache; every
   ``log_checkpoint_interval``, and at the end, *every* line since the last
   checkpoint is sent again with ReportStageLogsFromLastCheckpoint, which
-  replaces the cached view with the durable one. The last call carries
+  rebuilds the cached view from the durable one. A stage's *first* flush is a
+  checkpoint too (as in the Go SDK): if the process is then killed hard and
+  piped re-executes the stage, its first lines are already durable; without
+  it, the re-execution's first checkpoint rebuilt the view from a file that
+  held none of them. The last call carries
   ``completed=true``, exactly once per stage, even when there is nothing left
   to send. A stage that never wrote a line makes no call at all (as with the
   Go SDK), unless piped re-executes it: then its log is completed anyway.
+- **Shutdown keeps logs open**: at SIGTERM a running stage's log is flushed
+  with a checkpoint but *not* completed (:meth:`StageLogBuffer.suspend`), so
+  the stage piped re-executes later continues the same log.
 
 Writing never touches the network: :meth:`StageLogBuffer.write` appends to a
 flat buffer (:class:`_Lines`) under a lock (safe from sync handlers' threads) and returns. One
@@ -210,7 +217,7 @@ class StageLogBuffer:
     __slots__ = (
         "deployment_id", "stage_id", "dropped", "late", "_flusher", "_options", "_bound", "_early", "_lock", "_unsent", "_sent",
         "_sent_bytes", "_in_flight", "_last_index", "_dropped_noticed", "_urgent", "_closing", "_completed", "_busy", "_retry_at",
-        "_backoff", "_needs_checkpoint", "_last_checkpoint", "_close_deadline", "_done",
+        "_backoff", "_needs_checkpoint", "_last_checkpoint", "_close_deadline", "_done", "_keep_open",
     )  # fmt: skip
 
     def __init__(self, flusher: StageLogFlusher, deployment_id: str, stage_id: str) -> None:
@@ -240,10 +247,13 @@ class StageLogBuffer:
         self._busy = False
         self._retry_at = 0.0
         self._backoff = 0.0
-        self._needs_checkpoint = False
+        #: the first flush is a checkpoint: lines that only reached the cache are gone after a hard kill
+        self._needs_checkpoint = True
         self._last_checkpoint = time.monotonic()
         self._close_deadline = 0.0
         self._done: asyncio.Future[None] = flusher.loop.create_future()
+        #: closing without completing (shutdown): the stage's re-execution continues this log
+        self._keep_open = False
 
     def __repr__(self) -> str:
         return f"<StageLogBuffer deployment={self.deployment_id} stage={self.stage_id} unsent={len(self._unsent)} sent={len(self._sent)}>"
@@ -333,9 +343,22 @@ class StageLogBuffer:
 
     def complete(self) -> asyncio.Future[None]:
         """Flush everything, then mark the log completed, exactly once; resolves when done or given up."""
+        return self._close(keep_open=False)
+
+    def suspend(self) -> asyncio.Future[None]:
+        """Flush everything with a checkpoint but leave the log open: the process stops, the stage does not.
+
+        Piped re-executes a stage whose plugin stopped mid-way; its new process
+        appends to this log and completes it. Like :meth:`complete`, it ends this
+        buffer (later lines reach the process log only); whichever comes first wins.
+        """
+        return self._close(keep_open=True)
+
+    def _close(self, keep_open: bool) -> asyncio.Future[None]:
         with self._lock:
             if not self._closing:
                 self._closing = True
+                self._keep_open = keep_open
                 self._close_deadline = time.monotonic() + self._options.log_complete_timeout
                 self._retry_at = 0.0
         self._flusher.wake(self)
@@ -385,14 +408,15 @@ class StageLogBuffer:
                 batch.put_back(self._sent.take())
                 self._in_flight = len(batch)
             self._sent_bytes = 0
-            chunks = batch.chunks(max_bytes) or [(0, 0, 0)]  # completed=true is sent even with nothing left
+            # completed=true is sent even with nothing left; a log kept open needs no call then
+            chunks = batch.chunks(max_bytes) or ([] if op == _FINAL and self._keep_open else [(0, 0, 0)])
         done = 0
         try:
             for i, (start, end, size) in enumerate(chunks):
                 if op == _FLUSH:
                     await client.report_stage_logs(self.deployment_id, self.stage_id, batch.lines(start, end))
                 else:
-                    final = op == _FINAL and i == len(chunks) - 1
+                    final = op == _FINAL and not self._keep_open and i == len(chunks) - 1
                     await client.report_stage_logs_from_last_checkpoint(self.deployment_id, self.stage_id, batch.lines(start, end), completed=final)
                 with self._lock:
                     if op == _FLUSH:
@@ -598,12 +622,16 @@ class StageLogFlusher:
                 self._poke(buffer)  # more may be due: lines written meanwhile, completion asked meanwhile
 
     async def aclose(self, timeout: float) -> None:
-        """Complete every open stage log, waiting at most ``timeout`` seconds (at shutdown)."""
-        pending = [buffer.complete() for buffer in list(self._buffers)]
+        """Flush every open stage log, waiting at most ``timeout`` seconds (at shutdown).
+
+        Logs already completing complete; the others are suspended (flushed, left
+        open), since their stages did not end: piped re-executes them.
+        """
+        pending = [buffer.suspend() for buffer in list(self._buffers)]
         if pending:
             _, not_done = await asyncio.wait(pending, timeout=timeout)
             if not_done:
-                log.warning("%d stage log(s) could not be completed before shutdown", len(not_done))
+                log.warning("%d stage log(s) could not be flushed before shutdown", len(not_done))
         for task in [self._task, *self._ops]:
             if task is not None and not task.done():
                 task.cancel()
@@ -777,9 +805,17 @@ class StageLog(logging.Handler):
         """
         if empty_too:
             self._open()
+        return self._close(StageLogBuffer.complete)
+
+    def suspend(self) -> asyncio.Future[None]:
+        """Flush what is left without completing the log (pipeplug calls it at shutdown); see :meth:`StageLogBuffer.suspend`."""
+        return self._close(StageLogBuffer.suspend)
+
+    def _close(self, how: t.Callable[[StageLogBuffer], asyncio.Future[None]]) -> asyncio.Future[None]:
+        with _OPEN_LOCK:
+            self._opener = None  # from now on, lines reach the process log only
         if self._buffer is not None:
-            return self._buffer.complete()
-        self._opener = None  # from now on, lines reach the process log only
+            return how(self._buffer)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
