@@ -268,12 +268,14 @@ class PluginServer:
     async def _stop(self, grace: float) -> None:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        # Refuses new calls at once (once started); cancels the calls still running when grace ends.
+        stopping = asyncio.ensure_future(self.server.stop(grace)) if self.server is not None else None
+        await asyncio.sleep(0)
         stages = self.dispatcher.in_flight.stop_all()
         if stages:
             log.info("stopping %d running stage(s); piped executes them again when it restarts", stages)
-        if self.server is not None:
-            # Refuses new calls at once; cancels the calls still running when grace ends.
-            await self.server.stop(grace)
+        if stopping is not None:
+            await stopping
         await self.dispatcher.in_flight.wait_closing(STOP_CALLBACK_SECONDS)
         for callback in self.on_stop:
             try:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A plugin for the tests of how stages end: cancellation, shutdown, hard kills, a blocked event loop.
 
-Stages:
+Stages (each, when piped re-executes it (stage status RUNNING), logs ``resumed`` and succeeds):
 - CLEANUP_SYNC (def): logs ``started``, waits for the cancellation, then spends
   ``with.cleanup`` seconds cleaning up and logs ``cleaned up`` before it returns.
 - CLEANUP_ASYNC (async): the same, with ``await asyncio.sleep`` in its ``except CancelledError``.
-- LINES (async): logs ``with.lines`` numbered lines (``run <with.run> line <i>``), then waits
+- LINES (async): logs ``with.lines`` numbered lines (``line <i>``), then waits
   ``with.seconds`` (a stage to kill in the middle).
 - BLOCK_LOOP (async, wrongly): ``time.sleep(with.seconds)`` on the event loop.
 - QUICK (async): returns at once.
@@ -26,7 +26,13 @@ class Options:
     seconds: float = 60.0
     cleanup: float = 0.0
     lines: int = 0
-    run: str = ""
+
+
+def resumed(ctx: pipeplug.Context) -> bool:
+    if ctx.stage_status == pipeplug.StageStatus.RUNNING:
+        ctx.log.info("resumed")
+        return True
+    return False
 
 
 app = pipeplug.App("lifecycle")
@@ -34,6 +40,8 @@ app = pipeplug.App("lifecycle")
 
 @app.stage("CLEANUP_SYNC")
 def cleanup_sync(ctx: pipeplug.Context, options: Options) -> pipeplug.StageStatus:
+    if resumed(ctx):
+        return pipeplug.StageStatus.SUCCESS
     ctx.log.info("started")
     if not ctx.wait_cancelled(options.seconds):
         return pipeplug.StageStatus.SUCCESS
@@ -44,6 +52,8 @@ def cleanup_sync(ctx: pipeplug.Context, options: Options) -> pipeplug.StageStatu
 
 @app.stage("CLEANUP_ASYNC")
 async def cleanup_async(ctx: pipeplug.Context, options: Options) -> None:
+    if resumed(ctx):
+        return
     ctx.log.info("started")
     try:
         await asyncio.sleep(options.seconds)
@@ -55,8 +65,10 @@ async def cleanup_async(ctx: pipeplug.Context, options: Options) -> None:
 
 @app.stage("LINES")
 async def lines(ctx: pipeplug.Context, options: Options) -> None:
+    if resumed(ctx):
+        return
     for i in range(options.lines):
-        ctx.log.info("run %s line %d", options.run, i)
+        ctx.log.info("line %d", i)
     await asyncio.sleep(options.seconds)
 
 
