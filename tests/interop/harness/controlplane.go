@@ -272,7 +272,7 @@ type logSnapshot struct {
 	blocks       []*model.LogBlock // every distinct block received, by index
 	view         []*model.LogBlock // what the store answers the web UI (FetchLogs), by index
 	persisted    map[int64]bool    // indexes in the store's file
-	plainOnly    []int64 // indexes sent only through plain calls and never checkpointed
+	plainOnly    []int64           // indexes sent only through plain calls and never checkpointed
 	plainCalls   int
 	ckptCalls    int
 	completed    bool
