@@ -41,6 +41,8 @@ CASES = [
     ("every-decorator", "tests/apps/every_decorator.py", "scenarios/every.json"),
     ("stage-only", "tests/apps/stage_only.py", "scenarios/stageonly.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
+    # SIGKILL and SIGTERM in the middle of a stage, then piped's re-execution (real stagelogstore)
+    ("lifecycle", "tests/apps/lifecycle_app.py", "scenarios/lifecycle.json"),
     ("example-generic", "example_app.py", None),
 ]
 
