@@ -10,7 +10,7 @@ the watch off), reads what the loop thread is executing
 (:func:`sys._current_frames`) and warns, naming the function and line, in the
 process log and in the log of the stage whose handler blocks.
 
-Nothing is done per call: the cost is four timer callbacks a second on the loop
+Nothing is done per call: the cost is two timer callbacks a second on the loop
 and a thread that wakes as often.
 """
 
@@ -32,8 +32,8 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("pipeplug")
 
-#: how often the loop stamps its heartbeat and the watcher looks at it
-HEARTBEAT_SECONDS = 0.25
+#: how often (at most) the loop stamps its heartbeat and the watcher looks at it
+HEARTBEAT_SECONDS = 0.5
 #: blocked this long, the loop is reported (``PIPEPLUG_LOOP_BLOCKED_SECONDS`` overrides it; 0: never)
 DEFAULT_THRESHOLD_SECONDS = 1.0
 ENV_THRESHOLD = "PIPEPLUG_LOOP_BLOCKED_SECONDS"
@@ -69,7 +69,7 @@ class LoopWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
         self.loop = loop
         self.threshold = threshold
-        self.interval = min(HEARTBEAT_SECONDS, threshold / 4)
+        self.interval = min(HEARTBEAT_SECONDS, threshold / 2)
         #: blocking episodes reported so far
         self.reports = 0
         self._beat = time.monotonic()
