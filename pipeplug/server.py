@@ -274,9 +274,9 @@ class PluginServer:
         stages = self.dispatcher.in_flight.stop_all()
         if stages:
             log.info("stopping %d running stage(s); piped executes them again when it restarts", stages)
-        if stopping is not None:
-            await stopping
-        await self.dispatcher.in_flight.wait_closing(STOP_CALLBACK_SECONDS)
+        # Meanwhile, stages piped cancelled just before may still be waiting for their handlers.
+        closing = self.dispatcher.in_flight.wait_closing(STOP_CALLBACK_SECONDS)
+        await asyncio.gather(closing, *([stopping] if stopping is not None else []))
         for callback in self.on_stop:
             try:
                 await asyncio.wait_for(callback(), STOP_CALLBACK_SECONDS)
