@@ -46,7 +46,7 @@ def plugin_command(app: App, *, version: str | None = None) -> click.Group:
     @group.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     @click.option("--piped-plugin-service", required=True, help="piped's PluginService address, e.g. localhost:9087")
     @click.option("--config", "config_json", required=True, help="the plugin's spec.plugins[] entry, as JSON")
-    @click.option("--grace-period", type=DURATION, default=DEFAULTS["grace_period"], show_default=True, help="time in-flight calls get on SIGTERM")
+    @click.option("--grace-period", type=DURATION, default=DEFAULTS["grace_period"], show_default=True, help="time in-flight calls other than stages get on SIGTERM (stages are cancelled at once)")
     @click.option("--tls", is_flag=True, default=DEFAULTS["tls"], help="serve TLS (piped itself always dials plaintext)")
     @click.option("--cert-file", default=DEFAULTS["cert_file"], help="TLS certificate file")
     @click.option("--key-file", default=DEFAULTS["key_file"], help="TLS key file")
@@ -105,7 +105,7 @@ def main() -> None:
 @click.option("--host", "hosts", multiple=True, help="address to listen on (repeatable); default: 127.0.0.1 and ::1")
 @click.option("--port", type=int, default=None, help="port to listen on; default: the config file's port, else 7001")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), help="plugin config file (YAML or JSON), shaped like piped's spec.plugins[] entry")
-@click.option("--grace-period", type=DURATION, default="30s", show_default=True)
+@click.option("--grace-period", type=DURATION, default="10s", show_default=True)
 @click.option("--log-level", default="info", show_default=True)
 def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str | None, grace_period: float, log_level: str) -> None:
     """Serve the App found in MODULE:APP (a file path or a dotted module)."""

@@ -20,6 +20,8 @@ import grpc
 
 from . import logconfig
 from .guard import GuardedRegistrar
+from .loopwatch import LoopWatch
+from .loopwatch import threshold_from_env
 from .piped import PipedClient
 from .piped import PipedOptions
 from .servicers import Dispatcher
@@ -47,6 +49,10 @@ PARENT_POLL_SECONDS = 1.0
 
 #: Stage-log flushes and other stop callbacks get at most this long.
 STOP_CALLBACK_SECONDS = 5.0
+
+#: Seconds calls in flight get after SIGTERM. Piped kills a plugin 30 s after its SIGTERM: grace,
+#: plus the stop callbacks, plus a stuck handler's clean-up, must stay well inside that.
+DEFAULT_GRACE_SECONDS = 10.0
 
 #: grpc core options. Each was checked by experiment on grpcio 1.85 (bench/README.md, "Server options").
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -94,7 +100,8 @@ class TLSFiles(t.NamedTuple):
 class PluginServer:
     """One running plugin process: a grpc.aio server serving one App.
 
-    :param grace_period: seconds in-flight calls get after SIGTERM before they are cancelled.
+    :param grace_period: seconds in-flight calls other than stages get after SIGTERM before they are
+        cancelled; stages are cancelled at once (see :mod:`pipeplug.inflight`).
     :param maximum_concurrent_rpcs: calls beyond this many in flight get RESOURCE_EXHAUSTED.
     :param admin_port: serve /healthz, /version and /metrics on 127.0.0.1 at this port (0: any free port).
     :param watch_parent: stop when the parent process (piped) dies; default: when started by piped.
@@ -107,7 +114,7 @@ class PluginServer:
         settings: PluginSettings,
         *,
         hosts: t.Sequence[str] = LOOPBACK_HOSTS,
-        grace_period: float = 30.0,
+        grace_period: float = DEFAULT_GRACE_SECONDS,
         sync_workers: int = DEFAULT_SYNC_WORKERS,
         piped_address: str | None = None,
         tls: TLSFiles | None = None,
@@ -147,6 +154,7 @@ class PluginServer:
         self._stopped: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.loop_watch: LoopWatch | None = None
         logconfig.register_secrets(logconfig.secret_values(settings.config))
         logconfig.register_secrets(logconfig.secret_values([target.config for target in settings.deploy_targets.values()]))
 
@@ -154,6 +162,10 @@ class PluginServer:
         """Run startup hooks, then bind and start serving."""
         self.app._started = True
         self._stopped = asyncio.Event()
+        try:
+            blocked_threshold = threshold_from_env()
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
         if self.piped_address:
             self._connect_piped(self.piped_address)
         targets = list(self.settings.deploy_targets.values())
@@ -185,6 +197,9 @@ class PluginServer:
             await self._start_admin()
         if self.watch_parent:
             self._watcher = asyncio.ensure_future(self._watch_parent(_launcher_pid()))
+        if blocked_threshold:
+            self.loop_watch = LoopWatch(asyncio.get_running_loop(), blocked_threshold)
+            self.loop_watch.start()
 
     def _connect_piped(self, address: str) -> None:
         """Open the channel to piped's PluginService and the stage-log flusher; stop() closes both."""
@@ -243,7 +258,11 @@ class PluginServer:
         return problems
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting calls, give in-flight ones ``grace`` seconds, run the stop callbacks.
+        """Stop accepting calls, cancel running stages, give other calls ``grace`` seconds, run the stop callbacks.
+
+        A stage's handler gets :data:`~pipeplug.inflight.CLEANUP_SECONDS` to clean up;
+        its log is flushed but left open and its call answers STAGE_RUNNING, so
+        piped executes the stage again after its restart.
 
         Safe to call more than once and from several places (signal, parent death).
         """
@@ -254,9 +273,15 @@ class PluginServer:
     async def _stop(self, grace: float) -> None:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
-        if self.server is not None:
-            # Refuses new calls at once; cancels the calls still running when grace ends.
-            await self.server.stop(grace)
+        # Refuses new calls at once (once started); cancels the calls still running when grace ends.
+        stopping = asyncio.ensure_future(self.server.stop(grace)) if self.server is not None else None
+        await asyncio.sleep(0)
+        stages = self.dispatcher.in_flight.stop_all()
+        if stages:
+            log.info("stopping %d running stage(s); piped executes them again when it restarts", stages)
+        # Meanwhile, stages piped cancelled just before may still be waiting for their handlers.
+        closing = self.dispatcher.in_flight.wait_closing(STOP_CALLBACK_SECONDS)
+        await asyncio.gather(closing, *([stopping] if stopping is not None else []))
         for callback in self.on_stop:
             try:
                 await asyncio.wait_for(callback(), STOP_CALLBACK_SECONDS)
@@ -268,6 +293,8 @@ class PluginServer:
             self._watcher.cancel()
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.loop_watch is not None:
+            self.loop_watch.stop()
         if self._stopped is not None:
             self._stopped.set()
 
@@ -297,7 +324,7 @@ class PluginServer:
                 log.warning("second %s: exiting now", signal.Signals(signum).name)
                 logging.shutdown()
                 os._exit(1)
-            log.info("%s: stopping, in-flight calls get %gs", signal.Signals(signum).name, self.grace_period)
+            log.info("%s: stopping, running stages are cancelled, other in-flight calls get %gs", signal.Signals(signum).name, self.grace_period)
             loop.create_task(self.stop())
 
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -353,7 +380,7 @@ def _launcher_pid() -> int:
 def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
     """Start the server and block until it is stopped by a signal or by the parent's death."""
 
-    async def main() -> None:
+    async def main() -> PluginServer:
         server = PluginServer(app, settings, **options)
         await server.start()
         # Everything loaded at startup (modules, grpc, the app) lives as long as the process: move
@@ -363,5 +390,13 @@ def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
         # objects startup leaves (a gc.collect() finds ~25) are not worth a collection first.
         gc.freeze()
         await server.serve_forever()
+        return server
 
-    asyncio.run(main())
+    server = asyncio.run(main())
+    stuck = server.dispatcher.in_flight.abandoned
+    if stuck:
+        # Worker threads are joined at interpreter exit: a handler that never returns would keep
+        # the process alive until piped kills it.
+        log.warning("exiting without waiting for %d def handler(s) that ignored the cancellation", stuck)
+        logging.shutdown()
+        os._exit(0)

@@ -31,6 +31,8 @@ from .context import Context
 from .enums import StageStatus
 from .enums import SyncStrategy
 from .handlers import Handler
+from .inflight import STOPPED_MESSAGE
+from .inflight import InFlight
 from .results import normalise_stage_result
 from .stagelog import current_stage
 from .stagelog import route_logging
@@ -156,6 +158,8 @@ class Dispatcher:
         #: piped's PluginService and the stage-log flusher; set by the server when started by piped
         self.piped: PipedClient | None = None
         self.stage_logs: StageLogFlusher | None = None
+        #: the stages being executed; the server cancels them all when it stops
+        self.in_flight = InFlight()
         #: stage name -> {stage_config: options} for immutable options classes, None for others
         self._reuse: dict[str, dict[bytes, t.Any] | None] = {}
 
@@ -284,12 +288,8 @@ class Dispatcher:
         """Route ``logging`` calls made inside the stage to its log; reset the token when it ends."""
         if self.stage_logs is not None:
             route_logging()  # checked per stage: reconfiguring logging may have removed the router
+        self.in_flight.begin(ctx)
         return current_stage.set(ctx)
-
-    def stage_cancelled(self, ctx: Context, started: float) -> None:
-        ctx._cancel()
-        ctx.log.warning("Cancelled by piped after %.1fs", time.monotonic() - started)
-        ctx.log.complete()  # finishes in the background; piped has stopped listening
 
     def stage_ended(self, spec: StageSpec, ctx: Context, status: StageStatus, message: str, started: float, logged: bool) -> asyncio.Future[None] | None:
         """Report the stage's end; return what to await before answering piped (the stage log's completion).
@@ -559,15 +559,21 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         routed = self.d.stage_begins(ctx)
         logged = False
+        running: t.Any = None
         try:
-            result = await spec.handler.call(values, self.d.executor)
+            running = spec.handler.call(values, self.d.executor)
+            # A def handler's thread outlives a cancellation: shielded, its future stays to be waited for.
+            result = await (running if spec.handler.is_async else asyncio.shield(running))
             if result is None:
                 status, message = StageStatus.SUCCESS, ""
             else:
                 status, message = normalise_stage_result(result, f"stage {spec.name} handler {spec.handler.qualname}()")
         except asyncio.CancelledError:
-            self.d.stage_cancelled(ctx, started)
-            raise
+            stopped = self.d.in_flight.cancelled(ctx, started, spec.handler.qualname, None if spec.handler.is_async else running)
+            if stopped is None:
+                raise
+            await stopped
+            return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_RUNNING, message=STOPPED_MESSAGE)
         except InputError as exc:
             status, message = StageStatus.FAILURE, f"stage {spec.name}: {exc}"
         except Exception as exc:  # noqa: BLE001 - user code must never take the server down
@@ -576,6 +582,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             logged = True
         finally:
             current_stage.reset(routed)
+            self.d.in_flight.end(ctx)
         if ctx._pending:
             status, message, logged = never_awaited(ctx, spec, status, message, logged)
         completed = self.d.stage_ended(spec, ctx, status, message, started, logged)

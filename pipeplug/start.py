@@ -32,7 +32,7 @@ log = logging.getLogger("pipeplug")
 
 #: the flags of ``start`` piped never passes, with their defaults (the click command shows these too)
 DEFAULTS: dict[str, t.Any] = {
-    "grace_period": "30s",
+    "grace_period": "10s",  # server.DEFAULT_GRACE_SECONDS: piped kills the plugin 30 s after SIGTERM
     "tls": False,
     "cert_file": "",
     "key_file": "",

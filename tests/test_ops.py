@@ -132,14 +132,14 @@ def test_grpc_health_serving_then_not_serving_during_shutdown(start_plugin) -> N
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
-        # Keep one stage in flight so the server stays in its grace period.
+        # Keep one stage in flight: shutdown stops it (STAGE_RUNNING, so that piped runs it again).
         stage = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage.future(execute_request("HOLD", options={"seconds": 3}))
         deadline = time.monotonic() + 10
         while samples(admin).get("pipeplug_stages_in_flight") != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         plugin.signal(signal.SIGTERM)
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
-        assert stage.result(timeout=10).status == model_pb.STAGE_SUCCESS
+        assert stage.result(timeout=10).status == model_pb.STAGE_RUNNING
     assert plugin.wait(10) == 0
 
 

@@ -275,7 +275,7 @@ def test_sent_and_dropped_lines_are_counted_in_metrics(tmp_path):
 def test_the_flat_line_buffer_behaves_like_a_list_of_lines() -> None:
     # Model check of the storage behind every stage log: the same random operations
     # on a plain list and on _Lines must always leave the same lines, in order.
-    from pipeplug.stagelog import _Lines
+    from pipeplug.logship import _Lines
 
     rng = random.Random(4)
     model: list[tuple[int, str, int, int]] = []

@@ -9,11 +9,13 @@ Stages:
 - STUBBORN (async): swallows piped's cancellation and returns SUCCESS anyway.
 - BLOCK (sync, runs in the thread pool): waits ``with.seconds`` with ``ctx.wait_cancelled``.
 - TALK (async): logs a line that includes the config's secret token.
+- DEAF (sync): sleeps ``with.seconds`` and ignores any cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import attrs
 
@@ -70,6 +72,11 @@ def block(ctx: pipeplug.Context, options: HoldOptions) -> pipeplug.StageStatus:
     if ctx.wait_cancelled(options.seconds):
         return pipeplug.StageStatus.CANCELLED
     return pipeplug.StageStatus.SUCCESS
+
+
+@app.stage("DEAF")
+def deaf(options: HoldOptions) -> None:
+    time.sleep(options.seconds)  # wrong, but users write it: shutdown must not wait for it
 
 
 @app.stage("TALK")

@@ -45,6 +45,8 @@ CASES = [
     ("stage-only", "tests/apps/stage_only.py", "scenarios/stageonly.json"),
     ("non-final-status", "tests/apps/nonfinal.py", "scenarios/nonfinal.json"),
     ("raw-grpcio", "tests/interop/testdata/raw_plugin.py", "scenarios/raw.json"),
+    # SIGKILL and SIGTERM in the middle of a stage, then piped's re-execution (real stagelogstore)
+    ("lifecycle", "tests/apps/lifecycle_app.py", "scenarios/lifecycle.json"),
     ("example-generic", "example_app.py", None),
     ("official-wait", "examples/official/wait.py", "scenarios/official_wait.json"),
     ("official-waitapproval", "examples/official/wait_approval.py", "scenarios/official_waitapproval.json"),

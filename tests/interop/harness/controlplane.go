@@ -6,23 +6,37 @@ package main
 // (grpcapi.NewPluginAPI), the metadata store registry and the command store
 // use to talk to the control plane. Like the real control plane's PipedAPI
 // server, it validates every request with the generated PGV Validate() (the
-// real one runs the request-validation interceptor) and models the stage log
-// store rules that matter to a plugin: blocks merge by index, checkpoint calls
-// replace the cached view, and a completed log refuses later writes with
-// FAILED_PRECONDITION.
+// real one runs the request-validation interceptor). Stage logs go to the
+// control plane's real stage log store (pkg/app/server/stagelogstore) over an
+// in-memory cache (pkg/cache/memorycache) and an in-memory file store
+// (memFileStore, below): plain calls reach only its cache, a checkpoint call
+// rebuilds the cache from the file store and appends, and a completed log
+// refuses later writes (FAILED_PRECONDITION, as the PipedAPI server maps
+// ErrAlreadyCompleted). Beside the store, it records what each call carried,
+// for the suite's checks.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/pipe-cd/pipecd/pkg/app/server/service/pipedservice"
+	"github.com/pipe-cd/pipecd/pkg/app/server/stagelogstore"
+	"github.com/pipe-cd/pipecd/pkg/cache/memorycache"
+	"github.com/pipe-cd/pipecd/pkg/filestore"
 	"github.com/pipe-cd/pipecd/pkg/model"
 )
 
@@ -33,10 +47,9 @@ type logKey struct {
 	retried               int32
 }
 
-// stageLog is what the control plane holds for one (deployment, stage, retried_count).
+// stageLog records what the plugin sent for one (deployment, stage,
+// retried_count); the logs themselves live in the real store.
 type stageLog struct {
-	cache        map[int64]*model.LogBlock // what the UI reads while it lives
-	file         map[int64]*model.LogBlock // durable, written by checkpoint calls
 	plainIndexes map[int64]bool            // indexes that came via plain ReportStageLogs
 	all          map[int64]*model.LogBlock // first version of every block ever received
 	plainCalls   int
@@ -57,6 +70,8 @@ type pendingCommand struct {
 type fakeControlPlane struct {
 	mu sync.Mutex
 
+	logStore       stagelogstore.Store
+	logFiles       *memFileStore
 	logs           map[logKey]*stageLog
 	stageMetadata  map[string]map[string]string            // stage id -> last saved whole map
 	stageMdSaves   map[string]int                          // stage id -> number of saves
@@ -68,7 +83,10 @@ type fakeControlPlane struct {
 }
 
 func newFakeControlPlane() *fakeControlPlane {
+	files := newMemFileStore()
 	return &fakeControlPlane{
+		logStore:       stagelogstore.NewStore(files, memorycache.NewCache(), zap.NewNop()),
+		logFiles:       files,
 		logs:           map[logKey]*stageLog{},
 		stageMetadata:  map[string]map[string]string{},
 		stageMdSaves:   map[string]int{},
@@ -92,8 +110,6 @@ func (f *fakeControlPlane) stageLogLocked(k logKey) *stageLog {
 	l, ok := f.logs[k]
 	if !ok {
 		l = &stageLog{
-			cache:        map[int64]*model.LogBlock{},
-			file:         map[int64]*model.LogBlock{},
 			plainIndexes: map[int64]bool{},
 			all:          map[int64]*model.LogBlock{},
 		}
@@ -125,19 +141,24 @@ func (f *fakeControlPlane) ReportStageLogs(ctx context.Context, req *pipedservic
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.stageLogLocked(logKey{req.DeploymentId, req.StageId, req.RetriedCount})
-	if l.completed {
-		l.lateCalls++
-		return nil, status.Error(codes.FailedPrecondition, "could not append logs to a completed stage log")
+	if err := f.logStore.AppendLogs(ctx, req.DeploymentId, req.StageId, req.RetriedCount, req.Blocks); err != nil {
+		return nil, l.refused(err)
 	}
 	l.plainCalls++
 	l.noteBlocks("ReportStageLogs", req.Blocks)
 	for _, b := range req.Blocks {
 		l.plainIndexes[b.Index] = true
-		if _, ok := l.cache[b.Index]; !ok {
-			l.cache[b.Index] = b
-		}
 	}
 	return &pipedservice.ReportStageLogsResponse{}, nil
+}
+
+// refused maps a store error to the PipedAPI server's answer.
+func (l *stageLog) refused(err error) error {
+	if errors.Is(err, stagelogstore.ErrAlreadyCompleted) {
+		l.lateCalls++
+		return status.Error(codes.FailedPrecondition, "could not append logs to a completed stage log")
+	}
+	return status.Error(codes.Internal, fmt.Sprintf("stage log store: %v", err))
 }
 
 func (f *fakeControlPlane) ReportStageLogsFromLastCheckpoint(ctx context.Context, req *pipedservice.ReportStageLogsFromLastCheckpointRequest, _ ...grpc.CallOption) (*pipedservice.ReportStageLogsFromLastCheckpointResponse, error) {
@@ -147,22 +168,11 @@ func (f *fakeControlPlane) ReportStageLogsFromLastCheckpoint(ctx context.Context
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	l := f.stageLogLocked(logKey{req.DeploymentId, req.StageId, req.RetriedCount})
-	if l.completed {
-		l.lateCalls++
-		return nil, status.Error(codes.FailedPrecondition, "could not append logs to a completed stage log")
+	if err := f.logStore.AppendLogsFromLastCheckpoint(ctx, req.DeploymentId, req.StageId, req.RetriedCount, req.Blocks, req.Completed); err != nil {
+		return nil, l.refused(err)
 	}
 	l.ckptCalls++
 	l.noteBlocks("ReportStageLogsFromLastCheckpoint", req.Blocks)
-	for _, b := range req.Blocks {
-		if _, ok := l.file[b.Index]; !ok {
-			l.file[b.Index] = b
-		}
-	}
-	// The checkpoint result replaces the cached view.
-	l.cache = map[int64]*model.LogBlock{}
-	for i, b := range l.file {
-		l.cache[i] = b
-	}
 	if req.Completed {
 		l.completed = true
 		l.completedAt = time.Now()
@@ -260,8 +270,9 @@ func (f *fakeControlPlane) addCommand(cmd *model.Command, delay time.Duration) {
 type logSnapshot struct {
 	found        bool
 	blocks       []*model.LogBlock // every distinct block received, by index
-	persisted    map[int64]bool
-	plainOnly    []int64 // indexes sent only through plain calls and never checkpointed
+	view         []*model.LogBlock // what the store answers the web UI (FetchLogs), by index
+	persisted    map[int64]bool    // indexes in the store's file
+	plainOnly    []int64           // indexes sent only through plain calls and never checkpointed
 	plainCalls   int
 	ckptCalls    int
 	completed    bool
@@ -285,17 +296,21 @@ func (f *fakeControlPlane) stageLogs(deploymentID, stageID string) logSnapshot {
 		for _, b := range l.all {
 			s.blocks = append(s.blocks, b)
 		}
-		for i := range l.file {
-			s.persisted[i] = true
+		file, fileCompleted := f.logFiles.stageLogFile(k)
+		for _, b := range file {
+			s.persisted[b.Index] = true
 		}
 		for i := range l.plainIndexes {
-			if _, ok := l.file[i]; !ok {
+			if !s.persisted[i] {
 				s.plainOnly = append(s.plainOnly, i)
 			}
 		}
+		if view, _, err := f.logStore.FetchLogs(context.Background(), k.deploymentID, k.stageID, k.retried, 0); err == nil {
+			s.view = append(s.view, view...)
+		}
 		s.plainCalls += l.plainCalls
 		s.ckptCalls += l.ckptCalls
-		s.completed = s.completed || l.completed
+		s.completed = s.completed || fileCompleted
 		if l.completed {
 			s.completedAt = l.completedAt
 		}
@@ -303,6 +318,7 @@ func (f *fakeControlPlane) stageLogs(deploymentID, stageID string) logSnapshot {
 		s.problems = append(s.problems, l.problems...)
 	}
 	sort.Slice(s.blocks, func(i, j int) bool { return s.blocks[i].Index < s.blocks[j].Index })
+	sort.Slice(s.view, func(i, j int) bool { return s.view[i].Index < s.view[j].Index })
 	sort.Slice(s.plainOnly, func(i, j int) bool { return s.plainOnly[i] < s.plainOnly[j] })
 	return s
 }
@@ -353,4 +369,88 @@ func (f *fakeControlPlane) takeRejections() []string {
 	r := f.rejected
 	f.rejected = nil
 	return r
+}
+
+// memFileStore is an in-memory filestore.Store for the stage log store: the
+// control plane's durable storage (GCS, S3, MinIO in production).
+type memFileStore struct {
+	mu    sync.Mutex
+	files map[string][]byte
+}
+
+var _ filestore.Store = (*memFileStore)(nil)
+
+func newMemFileStore() *memFileStore { return &memFileStore{files: map[string][]byte{}} }
+
+func (m *memFileStore) Get(_ context.Context, path string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.files[path]
+	if !ok {
+		return nil, filestore.ErrNotFound
+	}
+	return append([]byte(nil), b...), nil
+}
+
+func (m *memFileStore) GetReader(ctx context.Context, path string) (io.ReadCloser, error) {
+	b, err := m.Get(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *memFileStore) Put(_ context.Context, path string, content []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.files[path] = append([]byte(nil), content...)
+	return nil
+}
+
+func (m *memFileStore) Delete(_ context.Context, path string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.files, path)
+	return nil
+}
+
+func (m *memFileStore) List(_ context.Context, prefix string) ([]filestore.ObjectAttrs, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []filestore.ObjectAttrs
+	for path, b := range m.files {
+		if strings.HasPrefix(path, prefix) {
+			out = append(out, filestore.ObjectAttrs{Path: path, Size: int64(len(b))})
+		}
+	}
+	return out, nil
+}
+
+func (m *memFileStore) Close() error { return nil }
+
+// stageLogFile reads the durable stage log file of k: its blocks and whether
+// it carries the end marker. The store writes one JSON LogBlock per line and
+// a last line "EOL" once the log is completed, at log/<deployment>/<stage>/<retried>.txt.
+func (m *memFileStore) stageLogFile(k logKey) ([]*model.LogBlock, bool) {
+	b, err := m.Get(context.Background(), fmt.Sprintf("log/%s/%s/%d.txt", k.deploymentID, k.stageID, k.retried))
+	if err != nil {
+		return nil, false
+	}
+	var blocks []*model.LogBlock
+	scanner := bufio.NewScanner(bytes.NewReader(b))
+	scanner.Buffer(make([]byte, 64*1024), 8*1024*1024)
+	for scanner.Scan() {
+		line := scanner.Bytes()
+		switch {
+		case len(line) == 0:
+		case string(line) == "EOL":
+			return blocks, true
+		default:
+			var lb model.LogBlock
+			if json.Unmarshal(line, &lb) == nil {
+				blocks = append(blocks, &lb)
+			}
+		}
+	}
+	return blocks, false
 }

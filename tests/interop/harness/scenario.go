@@ -157,6 +157,9 @@ type StageCase struct {
 	ExpectWithinSeconds float64 `json:"expectWithinSeconds,omitempty"`
 	// Harness timeout for the RPC. Default 60.
 	TimeoutSeconds float64 `json:"timeoutSeconds,omitempty"`
+	// Stop the plugin in the middle of this stage, relaunch it and execute the
+	// stage again, as piped does after a restart; see InterruptCase.
+	Interrupt *InterruptCase `json:"interrupt,omitempty"`
 
 	// STAGE_SUCCESS, STAGE_FAILURE, ... (short names like SUCCESS work too):
 	// the status the plugin returns. For a cancelled call: not checked.
@@ -168,6 +171,25 @@ type StageCase struct {
 	ExpectLogContains []string `json:"expectLogContains,omitempty"`
 	// Stage metadata saved to the control plane: key -> value ("*" = any non-empty).
 	ExpectStageMetadata map[string]string `json:"expectStageMetadata,omitempty"`
+}
+
+// InterruptCase stops the plugin process while the stage runs: "KILL"
+// (SIGKILL, as when the host dies) or "TERM" (piped's GracefulStop: SIGTERM,
+// SIGKILL after 30 s). The harness then launches the plugin again, as a
+// restarted piped does, and executes the stage again with status RUNNING and
+// the same stage id; that run is checked as the StageCase says. Whatever
+// reached the control plane's stage log store before the stop must still be
+// there after the re-execution, and the log must not be completed before it.
+type InterruptCase struct {
+	Signal string `json:"signal"`
+	// Stop once this many log blocks of the stage are in the store. Default 1.
+	AfterBlocks int `json:"afterBlocks,omitempty"`
+	// TERM: seconds within which the plugin must exit. Default 10 (piped's
+	// deadline is 30).
+	ExitWithinSeconds float64 `json:"exitWithinSeconds,omitempty"`
+	// TERM: the reply the stopped call must end with (e.g. "RUNNING": piped
+	// keeps the stage as it is). Default: not checked.
+	ExpectStatus string `json:"expectStatus,omitempty"`
 }
 
 // ConcurrencyCase starts Count concurrent ExecuteStage calls of a long stage,

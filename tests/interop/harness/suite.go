@@ -877,8 +877,15 @@ loop:
 		}
 		last = ps
 		sc := s.stageCase(p.dc, ps)
+		var before []*model.LogBlock
+		if sc.Interrupt != nil {
+			before = s.interruptStage(t, p, ps, sc)
+		}
 		r := s.executeStage(t, p, ps, sc)
 		s.checkStageRun(t, p, r, sc)
+		if sc.Interrupt != nil {
+			s.checkSurvived(t, p, ps, before)
+		}
 		switch r.piped {
 		case model.StageStatus_STAGE_SUCCESS, model.StageStatus_STAGE_SKIPPED:
 			continue
