@@ -38,9 +38,9 @@ from run import GO_DIR
 from run import PY
 from run import ROOT
 from run import SERVER_CORE
-from run import _pin_client
 from run import free_port
 from run import note
+from run import run_pinned
 from run import spawn
 from run import stop
 from run import wait_answers
@@ -67,7 +67,7 @@ PLUGINS: dict[str, tuple[str, str, str, dict[str, t.Any], str]] = {
 def client(*args: str) -> dict[str, t.Any]:
     # The ports start with `#!/usr/bin/env python3`: this interpreter's directory goes first on PATH.
     env = {**os.environ, "PATH": os.pathsep.join([os.path.dirname(PY), os.environ.get("PATH", "")])}
-    out = subprocess.run([CLIENT, *args], capture_output=True, text=True, preexec_fn=_pin_client, timeout=900, env=env)
+    out = run_pinned([CLIENT, *args], CLIENT_CORE, timeout=900, env=env)
     lines = out.stdout.strip().splitlines()
     if not lines:
         raise RuntimeError(f"go client {args}: {out.stderr[-800:]}")

@@ -57,13 +57,43 @@ def free_port() -> int:
 
 
 def spawn(argv: list[str], core: int | None, **kwargs: t.Any) -> subprocess.Popen[t.Any]:
-    def pin() -> None:
-        if core is not None:
-            os.sched_setaffinity(0, {core})
-
     kwargs.setdefault("stdout", subprocess.DEVNULL)
     kwargs.setdefault("stderr", subprocess.DEVNULL)
-    return subprocess.Popen(argv, preexec_fn=pin, cwd=ROOT, **kwargs)
+    kwargs.setdefault("cwd", ROOT)
+    proc = subprocess.Popen(argv, **kwargs)
+    pin(proc.pid, core)
+    return proc
+
+
+def pin(pid: int, core: int | None) -> None:
+    """Pin a started process (every thread it has so far; later ones inherit) to ``core``.
+
+    From outside, after the start: a ``preexec_fn`` runs between fork and exec, where a
+    lock that another thread of this multithreaded process held (grpc's, malloc's) can
+    deadlock the child; runs of the benchmark hung there now and then.
+    """
+    if core is None:
+        return
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        threads = [str(pid)]
+    for tid in threads:
+        with contextlib.suppress(OSError):  # a thread (or the process) that is already gone
+            os.sched_setaffinity(int(tid), {core})
+
+
+def run_pinned(argv: list[str], core: int | None, timeout: float, **kwargs: t.Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(argv, capture_output=True, text=True)`` with the child pinned to ``core``; killed by PID on timeout."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs) as proc:
+        pin(proc.pid, core)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def stop(proc: subprocess.Popen[t.Any]) -> None:
@@ -132,15 +162,10 @@ class Plugin:
 
 
 def loadgen(mode: str, *args: str) -> dict[str, t.Any]:
-    out = subprocess.run([PY, LOADGEN, mode, *args], capture_output=True, text=True, cwd=ROOT, preexec_fn=_pin_client, timeout=900)
+    out = run_pinned([PY, LOADGEN, mode, *args], CLIENT_CORE, timeout=900, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen {mode} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _pin_client() -> None:
-    if CLIENT_CORE is not None:
-        os.sched_setaffinity(0, {CLIENT_CORE})
 
 
 @contextlib.contextmanager
@@ -434,7 +459,7 @@ def go_anchor(quick: bool) -> dict[str, t.Any]:
     client = os.path.join(GO_DIR, "bin", "go_sdk_wait_client")
 
     def run_client(*args: str) -> dict[str, t.Any]:
-        out = subprocess.run([client, *args], capture_output=True, text=True, preexec_fn=_pin_client, timeout=600)
+        out = run_pinned([client, *args], CLIENT_CORE, timeout=600)
         lines = out.stdout.strip().splitlines()
         if not lines:
             raise RuntimeError(f"go client {args}: {out.stderr[-500:]}")
