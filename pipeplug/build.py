@@ -31,6 +31,7 @@ from pathlib import Path
 import attrs
 import click
 
+from .goplatform import go_platform
 from .loading import _has_attr
 from .loading import load_app
 
@@ -133,15 +134,6 @@ class _Target:
     root: str  # directory the module is imported from: also where its siblings are found
     app: App
     module_version: str | None
-
-
-def go_platform(system: str | None = None, machine: str | None = None) -> tuple[str, str]:
-    """(os, arch) spelled as Go does (GOOS/GOARCH), as PipeCD names its release files."""
-    system = system or sys.platform
-    machine = (machine or platform.machine()).lower()
-    goos = {"win32": "windows", "cygwin": "windows"}.get(system, re.sub(r"\d+$", "", system))
-    arches = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i686": "386", "armv7l": "arm"}
-    return goos, arches.get(machine, machine)
 
 
 def artifact_name(plugin_name: str, version: str, system: str | None = None, machine: str | None = None) -> str:

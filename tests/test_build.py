@@ -37,7 +37,7 @@ from pipeplug import StageStatus
 from pipeplug.build import Artifact
 from pipeplug.build import artifact_name
 from pipeplug.build import build_plugin
-from pipeplug.build import go_platform
+from pipeplug.goplatform import go_platform
 from pipeplug.build import required_keys
 from pipeplug.build_pyinstaller import progress_line
 from pipeplug.build_static import find_patchelf

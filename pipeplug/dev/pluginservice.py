@@ -27,7 +27,7 @@ from .._gen.model import deployment_pb2 as model_pb
 from .._gen.model import logblock_pb2 as logblock_pb
 from .._gen.piped import service_pb2 as svc_pb
 from ..testing import FakePiped
-from ..testing import _LogStream
+from ..testing.fake_piped import _LogStream
 from .state import State
 
 #: piped's command store refresh interval, seconds
