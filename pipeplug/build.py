@@ -32,8 +32,8 @@ import attrs
 import click
 
 from .goplatform import go_platform
-from .loading import _has_attr
 from .loading import load_app
+from .loading import split_target
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -264,7 +264,7 @@ def _require_tools(fmt: str) -> None:
 
 def _resolve(target: str) -> _Target:
     app = load_app(target)
-    module_part, _, attr = target.rpartition(":") if _has_attr(target) else (target, "", "")
+    module_part, attr = split_target(target)
     if module_part.endswith(".py") or "/" in module_part or os.sep in module_part:
         root, filename = os.path.split(os.path.abspath(module_part))
         module = os.path.splitext(filename)[0]

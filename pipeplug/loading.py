@@ -25,7 +25,7 @@ def load_app(target: str) -> App:
     Without ``NAME``, the attribute ``app`` is used, else the module's only
     App instance; more than one is an error.
     """
-    module_part, _, attr = target.rpartition(":") if _has_attr(target) else (target, "", "")
+    module_part, attr = split_target(target)
     module = _import(module_part)
     if attr:
         found = getattr(module, attr, None)
@@ -44,10 +44,16 @@ def load_app(target: str) -> App:
     raise NoAppError(f"{module_part} defines several Apps ({names}); name one, e.g. {module_part}:{names.split(', ')[0]}")
 
 
-def _has_attr(target: str) -> bool:
-    # "C:\\x\\app.py" has a drive colon, not an attribute separator.
+def split_target(target: str) -> tuple[str, str]:
+    """``MODULE[:NAME]`` as ``(MODULE, NAME)``, NAME "" when absent: the one parser of targets.
+
+    A colon followed by an identifier separates the App's name; a drive colon
+    (``C:\\x\\app.py``) does not.
+    """
     head, sep, tail = target.rpartition(":")
-    return bool(sep) and bool(tail) and tail.isidentifier() and len(head) > 1
+    if sep and tail.isidentifier() and len(head) > 1:
+        return head, tail
+    return target, ""
 
 
 def _import(name: str) -> types.ModuleType:

@@ -2,41 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 import typing as t
 
 import grpc
 
+from .. import launcher
+from ..launcher import LaunchError
+from ..launcher import NotAnswering
+from ..launcher import Program
 from ..launcher import free_port
+from ..launcher import piped_argv
+from ..launcher import resolve_program
+from ..launcher import spawn
+from ..launcher import wait_answered
 from ._loop import STARTUP_TIMEOUT
 
 
-class PluginStartError(RuntimeError):
+class PluginStartError(LaunchError):
     """The plugin process died or never answered on its port."""
-
-
-_LAUNCHER = "import sys; from pipeplug.loading import load_app; load_app(sys.argv.pop(1)).main(sys.argv[1:])"
 
 
 class PluginProcess:
     """A plugin started as a real subprocess with piped's argv, stopped by PID.
 
-    ``target`` is a plugin file (run as ``<python> file.py``, or with
-    ``executable`` when given, e.g. the file itself for a shebang script) or a
-    ``MODULE:APP`` / ``file.py:app`` target (run through a tiny ``python -c``
-    launcher). After the program, argv is exactly piped's:
+    ``target`` is what :func:`pipeplug.launcher.resolve_program` runs: a
+    ``file.py`` (with this Python, or with ``executable``), an executable file
+    (run directly, or through ``executable`` such as a wrapper), or a
+    ``MODULE:APP`` / ``file.py:app`` target (run through pipeplug's App
+    runner). After the program, argv is exactly piped's:
     ``start --piped-plugin-service <addr> --config <json>``.
 
     :param name: ``spec.plugins[].name``; omitted from the config when None,
         so a pipeplug app uses its own name.
     :param config: the plugin's ``config`` (omitted when None, as piped does).
     :param deploy_targets: piped's ``deployTargets`` entries ``{"name", "labels"?, "config"}``.
+    :param extra_args: flags after piped's argv (``--admin-port``, ``--tls-cert`` ...), which
+        piped itself never passes.
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class PluginProcess:
         deploy_targets: t.Sequence[t.Mapping[str, t.Any]] = (),
         port: int = 0,
         executable: str | t.Sequence[str] | None = None,
+        extra_args: t.Sequence[str] = (),
         env: t.Mapping[str, str] | None = None,
         cwd: str | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
@@ -60,6 +65,7 @@ class PluginProcess:
         self.deploy_targets = [dict(d) for d in deploy_targets]
         self.port = port or free_port()
         self.executable = [executable] if isinstance(executable, str) else list(executable or [])
+        self.extra_args = list(extra_args)
         self.env = env
         self.cwd = cwd
         self.startup_timeout = startup_timeout
@@ -85,73 +91,70 @@ class PluginProcess:
 
     def config_json(self) -> str:
         """The ``--config`` value, shaped like piped's ``json.Marshal`` of ``spec.plugins[]``."""
+        return piped_argv((), self.piped_address, self._entry())[-1]
+
+    def _entry(self) -> dict[str, t.Any]:
         entry: dict[str, t.Any] = {}
         if self.name is not None:
             entry["name"] = self.name
-        entry["url"] = "file://" + os.path.abspath(self._file())
+        entry["url"] = self._program().url or "file://" + os.path.abspath(self.target)
         entry["port"] = self.port
         if self.config is not None:
             entry["config"] = self.config
         if self.deploy_targets:
             entry["deployTargets"] = [{"config": None, **d} for d in self.deploy_targets]
-        return json.dumps(entry, separators=(",", ":"))
+        return entry
 
-    def _file(self) -> str:
-        if os.path.isfile(self.target):
-            return self.target
-        head, sep, _ = self.target.rpartition(":")
-        return head if sep and os.path.isfile(head) else self.target
+    def _program(self) -> Program:
+        if self.executable and os.path.isfile(self.target):
+            full = os.path.abspath(self.target)
+            return Program(tuple(self.executable), os.path.basename(full), "file://" + full, script=full)
+        return resolve_program(self.target, python=self.executable)
 
     def argv(self) -> list[str]:
-        """The full argv: the program, then piped's five arguments."""
-        if os.path.isfile(self.target):
-            program = self.executable or [sys.executable, self.target]
-        else:
-            program = [*(self.executable or [sys.executable]), "-c", _LAUNCHER, self.target]
-        return [*program, "start", "--piped-plugin-service", self.piped_address, "--config", self.config_json()]
+        """The full argv: the program, then piped's five arguments, then ``extra_args``."""
+        return [*piped_argv(self._program().argv, self.piped_address, self._entry()), *self.extra_args]
 
-    def start(self) -> PluginProcess:
-        """Start the process and wait until it answers FetchDefinedStages, as piped does."""
+    def start(self, *, wait: bool = True) -> PluginProcess:
+        """Start the process and (unless ``wait=False``) wait until it answers, as piped does."""
         if self.process is not None:
             raise RuntimeError("the plugin process is already started")
+        argv = self.argv()
         self._output = tempfile.TemporaryFile()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
-        self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._output, stderr=self._output, env=env, cwd=self.cwd)
         try:
-            self._wait_ready()
+            self.process = spawn(argv, output=self._output, env=self.env, cwd=self.cwd)
+            if wait:
+                self.wait_ready()
         except BaseException:
             self.stop(grace=1.0)
             self.close()
             raise
         return self
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        with grpc.insecure_channel(self.address) as channel:
-            fetch = channel.unary_unary(
-                "/grpc.plugin.deploymentapi.v1alpha1.DeploymentService/FetchDefinedStages",
-                request_serializer=lambda _: b"",
-                response_deserializer=lambda data: data,
-            )
-            while True:
-                if self.process is not None and self.process.poll() is not None:
-                    raise PluginStartError(
-                        f"plugin {self.target} exited with status {self.process.returncode} before serving on {self.address}; "
-                        f"its output ends with:\n{self.stderr_text(tail=40)}"
-                    )
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PluginStartError(
-                        f"plugin {self.target} (pid {self.pid}) did not answer on {self.address} within {self.startup_timeout:.0f}s "
-                        f"(real piped would hang here); its output ends with:\n{self.stderr_text(tail=40)}"
-                    )
-                try:
-                    fetch(None, timeout=min(1.0, remaining))
-                    return
-                except grpc.RpcError as exc:
-                    if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        return  # it answers, even if with an error: piped's next step reports that
-                time.sleep(0.05)
+    def wait_ready(self, *, credentials: grpc.ChannelCredentials | None = None) -> PluginProcess:
+        """Wait until FetchDefinedStages is answered (over ``credentials`` for a TLS plugin).
+
+        Raises :class:`PluginStartError` with the plugin's last output when it
+        exits first or does not answer within ``startup_timeout``.
+        """
+        if self.process is None:
+            raise RuntimeError("the plugin process is not started")
+        try:
+            wait_answered(self.process, self.address, self.startup_timeout, credentials=credentials)
+        except NotAnswering as exc:
+            raise PluginStartError(f"plugin {self.target} {exc}; its output ends with:\n{self.stderr_text(tail=40)}") from None
+        return self
+
+    def send_signal(self, signum: int) -> None:
+        """Send ``signum`` to the plugin by PID, if it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the plugin to exit on its own; its exit status."""
+        if self.process is None:
+            raise RuntimeError("the plugin process is not started")
+        return self.process.wait(timeout)
 
     def stderr_text(self, tail: int | None = None) -> str:
         """What the plugin wrote to stdout and stderr (which piped shares with it); ``tail`` keeps the last lines."""
@@ -167,27 +170,11 @@ class PluginProcess:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM by PID, then SIGKILL after ``grace`` seconds, as piped does; return the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STARTUP_TIMEOUT)
-        return process.returncode
+        return None if self.process is None else launcher.stop(self.process, grace)
 
     def kill(self) -> int | None:
         """SIGKILL by PID, as when piped's host dies; return the exit status."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            process.kill()
-            process.wait(STARTUP_TIMEOUT)
-        return process.returncode
+        return None if self.process is None else launcher.kill(self.process)
 
     def close(self) -> None:
         """Stop the process and release its output file."""
