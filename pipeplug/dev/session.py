@@ -37,7 +37,6 @@ from .state import State
 from .ui import Output
 
 
-
 class DevError(Exception):
     """Bad input or a plugin that cannot start: shown as one message, exit code 2."""
 

@@ -23,22 +23,11 @@ from .._gen.piped import service_pb2 as svc_pb
 from .._gen.piped import service_pb2_grpc as svc_grpc
 from ..goplatform import go_platform
 from ._loop import _LoopThread
+from .store import LogStream
+from .store import MemoryStore
+from .store import PipedStore
 
 SEVERITY_NAMES = {value.number: value.name for value in logblock_pb.LogSeverity.DESCRIPTOR.values}
-
-
-@attrs.define
-class _LogStream:
-    """One stage's log as piped's control plane holds it."""
-
-    #: what the web UI shows: the cache entry (blocks in arrival order)
-    cache: list[t.Any] = attrs.field(factory=list)
-    #: what the durable file store holds (checkpoint calls only)
-    persisted: list[t.Any] = attrs.field(factory=list)
-    completed: bool = False
-    #: indexes sent with ReportStageLogs since the last checkpoint
-    since_checkpoint: set[int] = attrs.field(factory=set)
-    highest: int | None = None
 
 
 @attrs.frozen
@@ -95,11 +84,29 @@ class FakePiped:
     lose or misplace data (repeated log indexes, a checkpoint that leaves out
     lines) are only recorded there, so check ``fake.violations`` (the pytest
     fixture does it for you).
+
+    :param store: where logs, metadata, shared objects and commands live
+        (default: a fresh :class:`~pipeplug.testing.store.MemoryStore`).
+    :param on_violation: also called with each violation as it is recorded.
+    :param record_calls: keep every call in :attr:`calls` (a long-running
+        emulator turns it off).
     """
 
-    def __init__(self, *, tools_dir: str | None = None, piped_id: str = "piped-test", install_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        tools_dir: str | None = None,
+        piped_id: str = "piped-test",
+        install_timeout: float = 300.0,
+        store: PipedStore | None = None,
+        on_violation: t.Callable[[str], None] | None = None,
+        record_calls: bool = True,
+    ) -> None:
         self.piped_id = piped_id
         self.install_timeout = install_timeout
+        self.store: PipedStore = store if store is not None else MemoryStore()
+        self.on_violation = on_violation
+        self.record_calls = record_calls
         #: every rule a plugin broke, in order, as human-readable text
         self.violations: list[str] = []
         #: every call received, in order: (rpc name, request)
@@ -109,13 +116,6 @@ class FakePiped:
         self._own_tools_dir = False
         self._tmp_root = ""
         self._lock = threading.RLock()
-        self._logs: dict[tuple[str, str], _LogStream] = {}
-        self._stage_metadata: dict[tuple[str, str], dict[str, str]] = {}
-        self._plugin_metadata: dict[tuple[str, str], dict[str, str]] = {}
-        self._shared_metadata: dict[str, dict[str, str]] = {}
-        self._closed_deployments: set[str] = set()
-        self._shared_objects: dict[tuple[str, str, str], bytes] = {}
-        self._commands: dict[tuple[str, str], list[t.Any]] = {}
         self._installed: set[str] = set()
         self._install_locks: dict[str, asyncio.Lock] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -261,8 +261,7 @@ class FakePiped:
 
     def mark_commands_handled(self, deployment_id: str, stage_id: str) -> None:
         """What piped does after the stage's ExecuteStage returns: its commands stop being listed."""
-        with self._lock:
-            self._commands.pop((deployment_id, stage_id), None)
+        self.store.mark_commands_handled(deployment_id, stage_id)
 
     def _add_command(self, deployment_id: str, stage_id: str, commander: str, kind: t.Any) -> str:
         now = int(time.time())
@@ -281,8 +280,7 @@ class FakePiped:
             command.approve_stage.deployment_id, command.approve_stage.stage_id = deployment_id, stage_id
         else:
             command.skip_stage.deployment_id, command.skip_stage.stage_id = deployment_id, stage_id
-        with self._lock:
-            self._commands.setdefault((deployment_id, stage_id), []).append(command)
+        self.store.add_command(command)
         return command.id
 
     # -- seeding and reading state ---------------------------------------------
@@ -294,57 +292,49 @@ class FakePiped:
     def log_blocks(self, deployment_id: str, stage_id: str) -> list[t.Any]:
         """The stage's ``model.LogBlock`` messages as the web UI would show them, in index order."""
         with self._lock:
-            stream = self._logs.get((deployment_id, stage_id))
+            stream = self.store.log_stream(deployment_id, stage_id)
             return sorted(stream.cache, key=lambda b: b.index) if stream else []
 
     def log_completed(self, deployment_id: str, stage_id: str) -> bool:
         """Whether the plugin sent ``completed=true`` for this stage's log."""
         with self._lock:
-            stream = self._logs.get((deployment_id, stage_id))
+            stream = self.store.log_stream(deployment_id, stage_id)
             return bool(stream and stream.completed)
 
     def stage_metadata(self, deployment_id: str, stage_id: str) -> dict[str, str]:
         """A copy of one stage's metadata."""
-        with self._lock:
-            return dict(self._stage_metadata.get((deployment_id, stage_id), {}))
+        return self.store.stage_metadata(deployment_id, stage_id)
 
     def set_stage_metadata(self, deployment_id: str, stage_id: str, values: t.Mapping[str, str]) -> None:
         """Seed stage metadata, as piped does from the planned stage's metadata."""
-        with self._lock:
-            self._stage_metadata.setdefault((deployment_id, stage_id), {}).update(values)
+        self.store.update_stage_metadata(deployment_id, stage_id, values)
 
     def plugin_metadata(self, deployment_id: str, plugin_name: str) -> dict[str, str]:
         """A copy of one plugin's deployment metadata."""
-        with self._lock:
-            return dict(self._plugin_metadata.get((deployment_id, plugin_name), {}))
+        return self.store.plugin_metadata(deployment_id, plugin_name)
 
     def set_plugin_metadata(self, deployment_id: str, plugin_name: str, values: t.Mapping[str, str]) -> None:
         """Seed deployment plugin metadata (namespace ``plugin_name``)."""
-        with self._lock:
-            self._plugin_metadata.setdefault((deployment_id, plugin_name), {}).update(values)
+        self.store.update_plugin_metadata(deployment_id, plugin_name, values)
 
     def set_shared_metadata(self, deployment_id: str, values: t.Mapping[str, str]) -> None:
         """Seed the deployment's shared metadata, which piped writes and plugins only read."""
-        with self._lock:
-            self._shared_metadata.setdefault(deployment_id, {}).update(values)
+        self.store.update_shared_metadata(deployment_id, values)
 
     def close_deployment(self, deployment_id: str) -> None:
         """Drop the deployment's metadata store, as piped does once planning or execution ends.
 
         Metadata calls for it then fail with UNKNOWN, as with real piped.
         """
-        with self._lock:
-            self._closed_deployments.add(deployment_id)
+        self.store.close_metadata_store(deployment_id)
 
     def shared_object(self, application_id: str, plugin_name: str, key: str) -> bytes | None:
         """An application shared object, or None."""
-        with self._lock:
-            return self._shared_objects.get((application_id, plugin_name, key))
+        return self.store.shared_object(application_id, plugin_name, key)
 
     def set_shared_object(self, application_id: str, plugin_name: str, key: str, value: bytes) -> None:
         """Seed an application shared object."""
-        with self._lock:
-            self._shared_objects[(application_id, plugin_name, key)] = bytes(value)
+        self.store.put_shared_object(application_id, plugin_name, key, bytes(value))
 
     def assert_no_violations(self) -> None:
         """Raise AssertionError listing every rule the plugin broke."""
@@ -357,7 +347,8 @@ class FakePiped:
 
     async def _serve(self, rpc: str, request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
         with self._lock:
-            self.calls.append((rpc, request))
+            if self.record_calls:
+                self.calls.append((rpc, request))
             failure = None
             if self._outages:
                 failure = _Failure(grpc.StatusCode.UNAVAILABLE, "FakePiped: outage")
@@ -379,13 +370,17 @@ class FakePiped:
         return await getattr(self, f"_rpc_{rpc}")(request, context)
 
     def _record(self, problems: t.Iterable[str]) -> None:
+        found = list(problems)
         with self._lock:
-            self.violations.extend(problems)
+            self.violations.extend(found)
+        if self.on_violation is not None:
+            for problem in found:
+                self.on_violation(problem)
 
     async def _rpc_ReportStageLogs(self, request: t.Any, context: t.Any) -> t.Any:
         key = (request.deployment_id, request.stage_id)
         with self._lock:
-            stream = self._logs.setdefault(key, _LogStream())
+            stream = self.store.log_stream(*key) or LogStream()
             completed = stream.completed
             if not completed:
                 self._record(validation.check_log_retried_count(request.retried_count, stage=request.stage_id))
@@ -395,6 +390,7 @@ class FakePiped:
                 stream.cache.extend(b for b in request.blocks if b.index not in held)
                 stream.since_checkpoint.update(b.index for b in request.blocks)
                 stream.highest = max([b.index for b in request.blocks] + ([stream.highest] if stream.highest is not None else []), default=None)
+                self.store.save_log_stream(*key, stream, request.blocks, retried_count=request.retried_count, durable=False)
         if completed:
             self._record([f"real piped would refuse this: ReportStageLogs for stage {request.stage_id} after its log was completed"])
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the stage log of {request.stage_id} is already completed")
@@ -403,7 +399,7 @@ class FakePiped:
     async def _rpc_ReportStageLogsFromLastCheckpoint(self, request: t.Any, context: t.Any) -> t.Any:
         key = (request.deployment_id, request.stage_id)
         with self._lock:
-            stream = self._logs.setdefault(key, _LogStream())
+            stream = self.store.log_stream(*key) or LogStream()
             completed = stream.completed
             if not completed:
                 persisted_top = max((b.index for b in stream.persisted), default=None)
@@ -421,22 +417,20 @@ class FakePiped:
                 stream.since_checkpoint = set()
                 stream.highest = max([b.index for b in request.blocks] + ([stream.highest] if stream.highest is not None else []), default=None)
                 stream.completed = request.completed
+                self.store.save_log_stream(*key, stream, request.blocks, retried_count=request.retried_count, durable=True)
         if completed:
             self._record([f"real piped would refuse this: ReportStageLogsFromLastCheckpoint for stage {request.stage_id} after its log was completed"])
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"the stage log of {request.stage_id} is already completed")
         return svc_pb.ReportStageLogsFromLastCheckpointResponse()
 
     async def _metadata_store(self, deployment_id: str, context: t.Any) -> None:
-        with self._lock:
-            closed = deployment_id in self._closed_deployments
-        if closed:
+        if not self.store.metadata_store_open(deployment_id):
             await context.abort(grpc.StatusCode.UNKNOWN, f"metadata store not found for deployment {deployment_id}")
 
     async def _rpc_GetStageMetadata(self, request: t.Any, context: t.Any) -> t.Any:
         await self._metadata_store(request.deployment_id, context)
-        with self._lock:
-            values = self._stage_metadata.get((request.deployment_id, request.stage_id), {})
-            return svc_pb.GetStageMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
+        values = self.store.stage_metadata(request.deployment_id, request.stage_id)
+        return svc_pb.GetStageMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
 
     async def _rpc_PutStageMetadata(self, request: t.Any, context: t.Any) -> t.Any:
         await self._metadata_store(request.deployment_id, context)
@@ -450,9 +444,8 @@ class FakePiped:
 
     async def _rpc_GetDeploymentPluginMetadata(self, request: t.Any, context: t.Any) -> t.Any:
         await self._metadata_store(request.deployment_id, context)
-        with self._lock:
-            values = self._plugin_metadata.get((request.deployment_id, request.plugin_name), {})
-            return svc_pb.GetDeploymentPluginMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
+        values = self.store.plugin_metadata(request.deployment_id, request.plugin_name)
+        return svc_pb.GetDeploymentPluginMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
 
     async def _rpc_PutDeploymentPluginMetadata(self, request: t.Any, context: t.Any) -> t.Any:
         await self._metadata_store(request.deployment_id, context)
@@ -466,13 +459,11 @@ class FakePiped:
 
     async def _rpc_GetDeploymentSharedMetadata(self, request: t.Any, context: t.Any) -> t.Any:
         await self._metadata_store(request.deployment_id, context)
-        with self._lock:
-            values = self._shared_metadata.get(request.deployment_id, {})
-            return svc_pb.GetDeploymentSharedMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
+        values = self.store.shared_metadata(request.deployment_id)
+        return svc_pb.GetDeploymentSharedMetadataResponse(value=values.get(request.key, ""), found=request.key in values)
 
     async def _rpc_ListStageCommands(self, request: t.Any, context: t.Any) -> t.Any:
-        with self._lock:
-            commands = list(self._commands.get((request.deployment_id, request.stage_id), []))
+        commands = self.store.stage_commands(request.deployment_id, request.stage_id)
         return svc_pb.ListStageCommandsResponse(commands=commands)
 
     async def _rpc_GetApplicationSharedObject(self, request: t.Any, context: t.Any) -> t.Any:
