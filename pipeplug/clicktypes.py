@@ -11,7 +11,13 @@ from .configs import parse_duration
 from .server import StartupError
 
 
-class _Duration(click.ParamType):
+if t.TYPE_CHECKING:
+    _FloatParam = click.ParamType[float]
+else:
+    _FloatParam = click.ParamType  # generic only for type checkers
+
+
+class _Duration(_FloatParam):
     name = "duration"
 
     def convert(self, value: t.Any, param: t.Any, ctx: t.Any) -> float:

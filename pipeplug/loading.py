@@ -33,8 +33,9 @@ def load_app(target: str) -> App:
             what = "no attribute" if found is None else f"{type(found).__name__}, not a pipeplug.App,"
             raise NoAppError(f"{module_part} has {what} named {attr!r}")
         return found
-    if isinstance(getattr(module, "app", None), App):
-        return module.app
+    named = getattr(module, "app", None)
+    if isinstance(named, App):
+        return named
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) == 1:
         return apps[0]

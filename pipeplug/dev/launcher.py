@@ -147,7 +147,7 @@ def piped_entry(name: str, url: str, port: int, entry: t.Mapping[str, t.Any]) ->
 class PluginProcess:
     """A running plugin: its process, its captured output and its gRPC stubs."""
 
-    def __init__(self, spec: PluginSpec, service_address: str, *, log_path: str, on_output: t.Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, spec: PluginSpec, service_address: str, *, log_path: str, on_output: t.Callable[[str, str], object] | None = None) -> None:
         self.spec = spec
         self.argv = piped_argv(spec.program, service_address, spec.entry)
         self.tail: collections.deque[str] = collections.deque(maxlen=40)

@@ -58,7 +58,7 @@ class StateFileStore:
         with self._lock:
             self.active[d] = deployment.application_id
             for stage in deployment.stages:
-                blocks = [logblock_pb.LogBlock(index=i, log=text, severity=sev, created_at=1) for i, text, sev in self.state.logs(d, stage.id)]
+                blocks = [logblock_pb.LogBlock(index=i, log=text, severity=t.cast(t.Any, sev), created_at=1) for i, text, sev in self.state.logs(d, stage.id)]
                 if blocks:
                     self._streams[(d, stage.id)] = LogStream(
                         cache=list(blocks), persisted=list(blocks), completed=self.state.log_completed(d, stage.id, 0), highest=blocks[-1].index

@@ -155,7 +155,7 @@ class State:
 
     def last_deployment(self, application_id: str, *, unfinished: bool = False, status: int | None = None) -> model_pb.Deployment | None:
         """The newest deployment of the app; ``unfinished`` ones are PENDING to ROLLING_BACK."""
-        sql, args = "SELECT proto FROM deployments WHERE application_id=?", [application_id]
+        sql, args = "SELECT proto FROM deployments WHERE application_id=?", [t.cast(t.Any, application_id)]
         if unfinished:
             sql += f" AND status NOT IN ({','.join('?' * len(FINAL_STATUSES))})"
             args += FINAL_STATUSES
@@ -315,7 +315,7 @@ def _command(command_id: str, deployment_id: str, stage_id: str, kind: int, comm
         deployment_id=deployment_id,
         stage_id=stage_id,
         commander=commander,
-        type=kind,
+        type=t.cast(t.Any, kind),
         status=command_pb.COMMAND_NOT_HANDLED_YET,
         created_at=int(created_at),
         updated_at=int(created_at),

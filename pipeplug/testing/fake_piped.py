@@ -345,7 +345,7 @@ class FakePiped:
 
     # -- serving (called by the servicer on the server's loop) -----------------
 
-    async def _serve(self, rpc: str, request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
+    async def _serve(self, rpc: str, request: t.Any, context: grpc.aio.ServicerContext[t.Any, t.Any]) -> t.Any:
         with self._lock:
             if self.record_calls:
                 self.calls.append((rpc, request))
@@ -539,7 +539,7 @@ class _PluginServiceServicer(svc_grpc.PluginServiceServicer):
 
 
 def _make_method(rpc: str) -> t.Callable[..., t.Any]:
-    async def method(self: _PluginServiceServicer, request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
+    async def method(self: _PluginServiceServicer, request: t.Any, context: grpc.aio.ServicerContext[t.Any, t.Any]) -> t.Any:
         return await self.fake._serve(rpc, request, context)
 
     method.__name__ = rpc
