@@ -22,9 +22,15 @@ from .fake_piped import FakePiped
 from .fake_piped import render_install_script
 from .plugin_process import PluginProcess
 from .plugin_process import PluginStartError
+from .store import LogStream
+from .store import MemoryStore
+from .store import PipedStore
 
 __all__ = [
     "FakePiped",
+    "LogStream",
+    "MemoryStore",
+    "PipedStore",
     "PipedWouldRefuse",
     "PluginCallError",
     "PluginProcess",
