@@ -31,8 +31,9 @@ from pathlib import Path
 import attrs
 import click
 
-from .loading import _has_attr
+from .goplatform import go_platform
 from .loading import load_app
+from .loading import split_target
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -133,15 +134,6 @@ class _Target:
     root: str  # directory the module is imported from: also where its siblings are found
     app: App
     module_version: str | None
-
-
-def go_platform(system: str | None = None, machine: str | None = None) -> tuple[str, str]:
-    """(os, arch) spelled as Go does (GOOS/GOARCH), as PipeCD names its release files."""
-    system = system or sys.platform
-    machine = (machine or platform.machine()).lower()
-    goos = {"win32": "windows", "cygwin": "windows"}.get(system, re.sub(r"\d+$", "", system))
-    arches = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i686": "386", "armv7l": "arm"}
-    return goos, arches.get(machine, machine)
 
 
 def artifact_name(plugin_name: str, version: str, system: str | None = None, machine: str | None = None) -> str:
@@ -272,7 +264,7 @@ def _require_tools(fmt: str) -> None:
 
 def _resolve(target: str) -> _Target:
     app = load_app(target)
-    module_part, _, attr = target.rpartition(":") if _has_attr(target) else (target, "", "")
+    module_part, attr = split_target(target)
     if module_part.endswith(".py") or "/" in module_part or os.sep in module_part:
         root, filename = os.path.split(os.path.abspath(module_part))
         module = os.path.splitext(filename)[0]

@@ -1,83 +1,25 @@
-"""Command lines: ``pipeplug run`` for people, ``<plugin> start`` for piped (see :mod:`pipeplug.start`)."""
+"""``pipeplug``: the developer's command line (``run``, ``build``, ``push``, ``dev`` ...).
+
+The command line a plugin binary offers piped (``<plugin> start``) is
+:func:`pipeplug.start.plugin_command`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import typing as t
 
 import click
 
-from .configs import parse_duration
-from .logconfig import ENCODINGS
-from .logconfig import LEVELS
+from .clicktypes import DURATION
+from .clicktypes import reported
 from .logconfig import configure_logging
 from .server import LOOPBACK_HOSTS
-from .server import StartupError
-from .start import DEFAULTS
 from .start import serve
-from .start import start as start_plugin
 
 if t.TYPE_CHECKING:
-    from .app import App
-
-
-class _Duration(click.ParamType):
-    name = "duration"
-
-    def convert(self, value: t.Any, param: t.Any, ctx: t.Any) -> float:
-        try:
-            return parse_duration(value).total_seconds() if isinstance(value, str) else float(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = _Duration()
-
-
-def plugin_command(app: App, *, version: str | None = None) -> click.Group:
-    """The command line a plugin binary offers to piped, like the Go SDK's; ``version`` is the plugin's (built) version."""
-
-    @click.group(help=f"PipeCD plugin {app.name!r}, built with pipeplug.")
-    def group() -> None:
-        pass
-
-    @group.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    @click.option("--piped-plugin-service", required=True, help="piped's PluginService address, e.g. localhost:9087")
-    @click.option("--config", "config_json", required=True, help="the plugin's spec.plugins[] entry, as JSON")
-    @click.option("--grace-period", type=DURATION, default=DEFAULTS["grace_period"], show_default=True, help="time in-flight calls other than stages get on SIGTERM (stages are cancelled at once)")
-    @click.option("--tls", is_flag=True, default=DEFAULTS["tls"], help="serve TLS (piped itself always dials plaintext)")
-    @click.option("--cert-file", default=DEFAULTS["cert_file"], help="TLS certificate file")
-    @click.option("--key-file", default=DEFAULTS["key_file"], help="TLS key file")
-    @click.option("--enable-grpc-reflection", is_flag=True, default=DEFAULTS["enable_grpc_reflection"], help="serve gRPC reflection")
-    @click.option("--log-level", type=click.Choice(list(LEVELS), case_sensitive=False), default=DEFAULTS["log_level"], show_default=True)
-    @click.option("--log-encoding", type=click.Choice(ENCODINGS, case_sensitive=False), default=DEFAULTS["log_encoding"], show_default=True)
-    @click.option("--admin-port", type=click.IntRange(0, 65535), default=DEFAULTS["admin_port"], help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
-    @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=DEFAULTS["maximum_concurrent_rpcs"], help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
-    @click.pass_context
-    def start(ctx: click.Context, **flags: t.Any) -> None:
-        """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
-        with _reported():
-            start_plugin(app, **flags, ignored=ctx.args, plugin_version=version)
-
-    @group.command("version")
-    def print_version() -> None:
-        """Print the plugin and pipeplug versions."""
-        from . import __version__
-
-        click.echo(f"{app.name}{'' if version is None else ' ' + version} (pipeplug {__version__})")
-
-    return group
-
-
-@contextlib.contextmanager
-def _reported() -> t.Iterator[None]:
-    """A start-up problem becomes click's usage error: one line on stderr, exit status 1."""
-    try:
-        yield
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
+    pass
 
 
 class _MainGroup(click.Group):
@@ -126,7 +68,7 @@ def run(target: str, hosts: tuple[str, ...], port: int | None, config_file: str 
         if not isinstance(loaded, dict):
             raise click.ClickException(f"{config_file}: expected a mapping like piped's spec.plugins[] entry")
         raw.update(loaded)
-    with _reported():
+    with reported():
         serve(app, raw, hosts=hosts or LOOPBACK_HOSTS, port=port, grace_period=grace_period, source=config_file or "defaults")
 
 

@@ -25,7 +25,7 @@ def load_app(target: str) -> App:
     Without ``NAME``, the attribute ``app`` is used, else the module's only
     App instance; more than one is an error.
     """
-    module_part, _, attr = target.rpartition(":") if _has_attr(target) else (target, "", "")
+    module_part, attr = split_target(target)
     module = _import(module_part)
     if attr:
         found = getattr(module, attr, None)
@@ -33,8 +33,9 @@ def load_app(target: str) -> App:
             what = "no attribute" if found is None else f"{type(found).__name__}, not a pipeplug.App,"
             raise NoAppError(f"{module_part} has {what} named {attr!r}")
         return found
-    if isinstance(getattr(module, "app", None), App):
-        return module.app
+    named = getattr(module, "app", None)
+    if isinstance(named, App):
+        return named
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) == 1:
         return apps[0]
@@ -44,10 +45,16 @@ def load_app(target: str) -> App:
     raise NoAppError(f"{module_part} defines several Apps ({names}); name one, e.g. {module_part}:{names.split(', ')[0]}")
 
 
-def _has_attr(target: str) -> bool:
-    # "C:\\x\\app.py" has a drive colon, not an attribute separator.
+def split_target(target: str) -> tuple[str, str]:
+    """``MODULE[:NAME]`` as ``(MODULE, NAME)``, NAME "" when absent: the one parser of targets.
+
+    A colon followed by an identifier separates the App's name; a drive colon
+    (``C:\\x\\app.py``) does not.
+    """
     head, sep, tail = target.rpartition(":")
-    return bool(sep) and bool(tail) and tail.isidentifier() and len(head) > 1
+    if sep and tail.isidentifier() and len(head) > 1:
+        return head, tail
+    return target, ""
 
 
 def _import(name: str) -> types.ModuleType:

@@ -4,7 +4,7 @@ piped always runs ``<plugin> start --piped-plugin-service ADDR --config JSON``
 and nothing else. :func:`main` recognises exactly that argv without loading
 click (which alone takes longer to import than the rest of pipeplug); every other command line (more
 flags, ``--help``, ``version``, a mistake) goes to the click command in
-:mod:`pipeplug.cli`, which owns help and usage errors. Both end in
+:func:`plugin_command`, which owns help and usage errors. Both end in
 :func:`start`.
 """
 
@@ -17,6 +17,8 @@ import typing as t
 
 from .configs import ConfigError
 from .configs import parse_duration
+from .logconfig import ENCODINGS
+from .logconfig import LEVELS
 from .logconfig import configure_logging
 from .logconfig import set_plugin_name
 from .server import LOOPBACK_HOSTS
@@ -26,6 +28,8 @@ from .server import run as run_server
 from .settings import parse_settings
 
 if t.TYPE_CHECKING:
+    import click
+
     from .app import App
 
 log = logging.getLogger("pipeplug")
@@ -52,8 +56,6 @@ def main(app: App, argv: t.Sequence[str], *, version: str | None = None) -> None
     """
     given = _piped_argv(argv)
     if given is None:
-        from .cli import plugin_command
-
         plugin_command(app, version=version).main(args=list(argv), prog_name=app.name)
         return
     options = dict(DEFAULTS, grace_period=parse_duration(DEFAULTS["grace_period"]).total_seconds())
@@ -141,3 +143,45 @@ def serve(
         raise StartupError(f"the plugin config from {source} does not fit plugin {app.name!r}:\n{lines}") from None
     set_plugin_name(settings.name)
     run_server(app, settings, hosts=hosts, grace_period=grace_period, piped_address=piped_address, **(server_options or {}))
+
+
+def plugin_command(app: App, *, version: str | None = None) -> click.Group:
+    """The command line a plugin binary offers to piped, like the Go SDK's; ``version`` is the plugin's (built) version.
+
+    click loads here, only for command lines other than piped's exact argv.
+    """
+    import click
+
+    from .clicktypes import DURATION
+    from .clicktypes import reported
+
+    @click.group(help=f"PipeCD plugin {app.name!r}, built with pipeplug.")
+    def group() -> None:
+        pass
+
+    @group.command("start", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.option("--piped-plugin-service", required=True, help="piped's PluginService address, e.g. localhost:9087")
+    @click.option("--config", "config_json", required=True, help="the plugin's spec.plugins[] entry, as JSON")
+    @click.option("--grace-period", type=DURATION, default=DEFAULTS["grace_period"], show_default=True, help="time in-flight calls other than stages get on SIGTERM (stages are cancelled at once)")
+    @click.option("--tls", is_flag=True, default=DEFAULTS["tls"], help="serve TLS (piped itself always dials plaintext)")
+    @click.option("--cert-file", default=DEFAULTS["cert_file"], help="TLS certificate file")
+    @click.option("--key-file", default=DEFAULTS["key_file"], help="TLS key file")
+    @click.option("--enable-grpc-reflection", is_flag=True, default=DEFAULTS["enable_grpc_reflection"], help="serve gRPC reflection")
+    @click.option("--log-level", type=click.Choice(list(LEVELS), case_sensitive=False), default=DEFAULTS["log_level"], show_default=True)
+    @click.option("--log-encoding", type=click.Choice(ENCODINGS, case_sensitive=False), default=DEFAULTS["log_encoding"], show_default=True)
+    @click.option("--admin-port", type=click.IntRange(0, 65535), default=DEFAULTS["admin_port"], help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
+    @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=DEFAULTS["maximum_concurrent_rpcs"], help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
+    @click.pass_context
+    def start_command(ctx: click.Context, /, **flags: t.Any) -> None:
+        """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
+        with reported():
+            start(app, **flags, ignored=ctx.args, plugin_version=version)
+
+    @group.command("version")
+    def print_version() -> None:
+        """Print the plugin and pipeplug versions."""
+        from . import __version__
+
+        click.echo(f"{app.name}{'' if version is None else ' ' + version} (pipeplug {__version__})")
+
+    return group

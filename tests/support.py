@@ -1,14 +1,13 @@
-"""Helpers for the core tests: serve an App in-process, or start a plugin file as piped does."""
+"""Helpers for the core tests: import a plugin file fresh, serve an App in-process.
+
+Plugin processes are started with :class:`pipeplug.testing.PluginProcess`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import typing as t
@@ -19,7 +18,6 @@ from pipeplug._gen.plugin import deployment_pb2_grpc
 from pipeplug._gen.plugin import livestate_pb2_grpc
 from pipeplug._gen.plugin import planpreview_pb2_grpc
 from pipeplug.testing import TestClient
-from pipeplug.testing import free_port
 
 APPS = os.path.join(os.path.dirname(__file__), "apps")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,34 +59,3 @@ def served(app: t.Any, config: dict[str, t.Any] | None = None) -> t.Iterator[Stu
             yield stubs
         finally:
             stubs.close()
-
-
-class Plugin:
-    """A plugin file started exactly as piped starts a binary."""
-
-    def __init__(self, script: str, config: dict[str, t.Any], extra_args: t.Sequence[str] = ()) -> None:
-        self.port = config.setdefault("port", free_port())
-        argv = [sys.executable, script, "start", "--piped-plugin-service", "localhost:9087", "--config", json.dumps(config), *extra_args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
-
-    def wait_ready(self, timeout: float = 20) -> "Plugin":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"plugin exited {self.proc.returncode}: {self.proc.stderr.read().decode()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        raise AssertionError("plugin did not open its port")
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        return self.proc.returncode, self.proc.stderr.read().decode()

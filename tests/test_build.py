@@ -37,11 +37,11 @@ from pipeplug import StageStatus
 from pipeplug.build import Artifact
 from pipeplug.build import artifact_name
 from pipeplug.build import build_plugin
-from pipeplug.build import go_platform
 from pipeplug.build import required_keys
 from pipeplug.build_pyinstaller import progress_line
 from pipeplug.build_static import find_patchelf
 from pipeplug.build_static import without_absolute_search_paths
+from pipeplug.goplatform import go_platform
 from pipeplug.testing import PluginProcess
 from pipeplug.testing import TestClient
 from pipeplug.testing import free_port

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import grpc
 import pytest
 
+from pipeplug import launcher
 from pipeplug._gen.plugin import deployment_pb2 as pb
 from pipeplug._gen.plugin import deployment_pb2_grpc
 from pipeplug.loading import NoAppError
 from pipeplug.loading import load_app
+from pipeplug.testing import PluginProcess
+from pipeplug.testing import free_port
 
 from .support import APPS
 from .support import ROOT
-from .support import Plugin
-from .support import free_port
 
 EXAMPLE = os.path.join(ROOT, "example_app.py")
 EVERY = os.path.join(APPS, "every_decorator.py")
@@ -43,8 +42,8 @@ def has_ipv6_loopback() -> bool:
 
 
 def test_piped_argv_serves_on_both_loopback_families(tmp_path):
-    config = {"name": "example", "url": "file:///opt/plugins/example", "deployTargets": [{"name": "local", "config": {"path": str(tmp_path)}}]}
-    plugin = Plugin(EXAMPLE, config).wait_ready()
+    targets = [{"name": "local", "config": {"path": str(tmp_path)}}]
+    plugin = PluginProcess(EXAMPLE, piped_address="localhost:9087", name="example", deploy_targets=targets, cwd=ROOT, startup_timeout=30).start()
     try:
         assert fetch(f"127.0.0.1:{plugin.port}") == ["WAIT", "WAIT_APPROVAL", "DIR_SYNC", "DIR_VERIFY", "DIR_ROLLBACK"]
         assert fetch(f"localhost:{plugin.port}")
@@ -52,18 +51,20 @@ def test_piped_argv_serves_on_both_loopback_families(tmp_path):
             assert fetch(f"[::1]:{plugin.port}")
         assert (tmp_path / "releases").is_dir()  # on_startup ran before the port opened
     finally:
-        code, stderr = plugin.stop()
-    assert code == 0, stderr
+        plugin.close()
+    assert plugin.returncode == 0, plugin.stderr_text()
 
 
 def test_unknown_flags_are_tolerated_with_a_warning():
-    plugin = Plugin(EVERY, {"name": "every"}, extra_args=["--metrics=false", "--profile"]).wait_ready()
+    plugin = PluginProcess(
+        EVERY, piped_address="localhost:9087", name="every", extra_args=["--metrics=false", "--profile"], cwd=ROOT, startup_timeout=30
+    ).start()
     try:
         assert "EVERY_SYNC" in fetch(f"127.0.0.1:{plugin.port}")
     finally:
-        code, stderr = plugin.stop()
-    assert code == 0
-    assert "ignoring flags pipeplug does not know: --metrics=false --profile" in stderr
+        plugin.close()
+    assert plugin.returncode == 0
+    assert "ignoring flags pipeplug does not know: --metrics=false --profile" in plugin.stderr_text()
 
 
 def run_start(config: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -143,25 +144,14 @@ def test_pipeplug_run_with_config_file(tmp_path):
     port = free_port()
     config = tmp_path / "plugin.yaml"
     config.write_text(f"name: every\nport: {port}\nconfig:\n  greeting: yo\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeplug.cli", "run", f"{EVERY}:app", "--config", str(config), "--host", "127.0.0.1"],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    argv = [sys.executable, "-m", "pipeplug.cli", "run", f"{EVERY}:app", "--config", str(config), "--host", "127.0.0.1"]
+    proc = launcher.spawn(argv, output=subprocess.DEVNULL, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 20
-        stages = None
-        while time.monotonic() < deadline and stages is None:
-            try:
-                stages = fetch(f"127.0.0.1:{port}")
-            except grpc.RpcError:
-                time.sleep(0.1)
-        assert stages and stages[0] == "EVERY_SYNC"
+        launcher.wait_answered(proc, f"127.0.0.1:{port}", 20)
+        assert fetch(f"127.0.0.1:{port}")[0] == "EVERY_SYNC"
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    assert proc.returncode == 0
+        code = launcher.stop(proc)
+    assert code == 0
 
 
 # -- finding the app ----------------------------------------------------------
@@ -189,28 +179,21 @@ def test_a_file_inside_a_package_is_imported_as_its_dotted_module(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
 
 
-def test_pipeplug_run_serves_a_plugin_module_of_a_package():
+def test_pipeplug_run_serves_a_plugin_module_of_a_package(tmp_path):
     port = free_port()
     target = os.path.relpath(os.path.join(APPS, "loading", "relpkg", "plugin.py"), ROOT)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeplug.cli", "run", target, "--port", str(port), "--host", "127.0.0.1"],
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        stages = None
-        while time.monotonic() < deadline and stages is None and proc.poll() is None:
-            try:
-                stages = fetch(f"127.0.0.1:{port}")
-            except grpc.RpcError:
-                time.sleep(0.1)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=10)
-    assert stages == ["RELATIVE_STAGE"], err
+    argv = [sys.executable, "-m", "pipeplug.cli", "run", target, "--port", str(port), "--host", "127.0.0.1"]
+    with open(tmp_path / "output", "w+b") as output:
+        proc = launcher.spawn(argv, output=output, cwd=ROOT)
+        try:
+            launcher.wait_answered(proc, f"127.0.0.1:{port}", 20)
+            stages = fetch(f"127.0.0.1:{port}")
+        except launcher.NotAnswering:
+            stages = []
+        finally:
+            launcher.stop(proc)
+        output.seek(0)
+        assert stages == ["RELATIVE_STAGE"], output.read().decode(errors="replace")
 
 
 def test_ambiguous_module_is_an_error():

@@ -76,12 +76,19 @@ def test_example_approval_by_someone_not_allowed_is_refused(dev):
     proc = dev.start(EXAMPLE_APP, "--app-config", os.path.join(EXAMPLES, "approval.pipecd.yaml"), "--plugin-config", dev.example_config(),
                      "--json", "--approve-as", "mallory")  # fmt: skip
     dev.wait_for_stage("WAIT_APPROVAL")
-    time.sleep(0.5)  # several command refreshes and plugin polls
-    assert proc.poll() is None  # still waiting: mallory's approval never reached the plugin
+    deployment = dev.deployments()[-1]
+    gate = next(s for s in deployment.stages if s.name == "WAIT_APPROVAL")
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("Waiting for approval") for line in dev.logs(deployment.id, gate.id)):
+        assert time.monotonic() < deadline and proc.poll() is None, "the plugin never started waiting for approval"
+        time.sleep(0.05)
+    with dev.db() as db:  # commands are the only way an approval reaches a plugin: none was queued
+        assert db.execute("SELECT commander FROM commands").fetchall() == []
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert "the control plane would refuse mallory's approval" in err
-    assert '"status": "CANCELLED"' in out
+    assert '"status": "CANCELLED"' in out  # still waiting when cancelled
+    assert not [line for line in dev.logs(deployment.id, gate.id) if "approval from" in line]  # the plugin never saw one
 
 
 def test_example_quick_sync(dev):

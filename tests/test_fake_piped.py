@@ -15,6 +15,7 @@ from pipeplug._gen.piped import service_pb2 as svc
 from pipeplug._gen.piped import service_pb2_grpc as svc_grpc
 from pipeplug.testing import FakePiped
 from pipeplug.testing import render_install_script
+from pipeplug.testing import MemoryStore
 
 
 @pytest.fixture
@@ -293,3 +294,35 @@ def test_usable_from_async_code():
 def test_address_before_start_is_a_clear_error():
     with pytest.raises(RuntimeError, match="not started"):
         FakePiped().address
+
+
+# -- storage: what FakePiped keeps lives in its store ------------------------------------
+
+
+def test_what_a_plugin_stores_lands_in_the_given_store_and_violations_are_reported_as_they_happen():
+    store = MemoryStore()
+    seen: list[str] = []
+    with FakePiped(store=store, on_violation=seen.append, record_calls=False) as fake:
+        with grpc.insecure_channel(fake.address) as channel:
+            stub = svc_grpc.PluginServiceStub(channel)
+            stub.PutStageMetadata(svc.PutStageMetadataRequest(deployment_id="d1", stage_id="s1", key="k", value="v"))
+            logs(stub, block(1, "one"))
+            checkpoint(stub, block(1, "one"), completed=True)
+            logs(stub, block(1, "one"), stage="s2")
+            checkpoint(stub, stage="s2")  # leaves out block 1: a violation
+        assert fake.calls == []
+    assert store.stage_metadata("d1", "s1") == {"k": "v"}
+    stream = store.log_stream("d1", "s1")
+    assert stream is not None and stream.completed and [b.log for b in stream.persisted] == ["one"]
+    assert len(seen) == 1 and "left out blocks 1" in seen[0]
+    assert seen == fake.violations
+
+
+def test_a_closed_metadata_store_is_the_stores_to_say():
+    store = MemoryStore()
+    store.close_metadata_store("d1")
+    with FakePiped(store=store) as fake:
+        with grpc.insecure_channel(fake.address) as channel:
+            stub = svc_grpc.PluginServiceStub(channel)
+            err = error_of(stub.GetStageMetadata, svc.GetStageMetadataRequest(deployment_id="d1", stage_id="s1", key="k"))
+    assert err.code() == grpc.StatusCode.UNKNOWN and "metadata store not found for deployment d1" in err.details()

@@ -34,9 +34,9 @@ from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from pipeplug._gen.plugin import livestate_pb2 as live_pb
 from pipeplug._gen.plugin import planpreview_pb2 as preview_pb
 from pipeplug.testing import FakePiped
+from pipeplug.testing import PluginProcess
+from pipeplug.testing import free_port
 from tests.runtime_support import EXAMPLE_APP
-from tests.runtime_support import PluginProc
-from tests.runtime_support import free_port
 
 EXAMPLES = int(os.environ.get("PIPEPLUG_FUZZ_EXAMPLES", "120"))
 FUZZ_SETTINGS = settings(
@@ -259,10 +259,18 @@ def target(tmp_path_factory):  # type: ignore[no-untyped-def]
     (app_dir / "site" / "VERSION").write_text("1.0.0\n")
     cwd = root / "cwd"
     cwd.mkdir()
-    config = {"name": "example", "deployTargets": [{"name": TARGET, "config": {"path": str(root / "target")}}]}
     with FakePiped() as piped:
         admin = free_port()
-        plugin = PluginProc(EXAMPLE_APP, config=config, piped=piped.address, cwd=str(cwd), extra=("--log-level", "error", "--admin-port", str(admin)))
+        plugin = PluginProcess(
+            EXAMPLE_APP,
+            piped_address=piped.address,
+            name="example",
+            deploy_targets=[{"name": TARGET, "config": {"path": str(root / "target")}}],
+            cwd=str(cwd),
+            extra_args=("--log-level", "error", "--admin-port", str(admin)),
+            startup_timeout=30,
+        )
+        plugin.start(wait=False)
         plugin.admin_port = admin  # type: ignore[attr-defined]
         try:
             plugin.wait_ready()
@@ -271,9 +279,9 @@ def target(tmp_path_factory):  # type: ignore[no-untyped-def]
                 yield plugin, channel, str(app_dir)
             finally:
                 channel.close()
-            assert plugin.proc.poll() is None, f"the plugin died:\n{plugin.output()[-4000:]}"
+            assert plugin.returncode is None, f"the plugin died:\n{plugin.stderr_text()[-4000:]}"
         finally:
-            plugin.stop()
+            plugin.close()
 
 
 def check_answer(channel: grpc.Channel, path: str, response_cls: t.Any, payload: bytes) -> None:
@@ -360,7 +368,7 @@ def test_still_serving_after_the_fuzz(target) -> None:  # type: ignore[no-untype
     with pytest.raises(grpc.RpcError) as refused:  # no input: refused, not crashed
         stub.ExecuteStage(deploy_pb.ExecuteStageRequest(), timeout=CALL_TIMEOUT)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert plugin.proc.poll() is None
+    assert plugin.returncode is None
     body = metrics(plugin)
     codes = {line.split('code="')[1].split('"')[0] for line in body.splitlines() if line.startswith("pipeplug_rpc_requests_total{")}
     assert {"OK", "INVALID_ARGUMENT"} <= codes, body

@@ -27,10 +27,10 @@ from pipeplug._gen.model import deployment_pb2 as model_pb
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from pipeplug.testing import FakePiped
+from pipeplug.testing import PluginProcess
+from pipeplug.testing import free_port
 from tests.runtime_support import RUNTIME_APP
-from tests.runtime_support import PluginProc
 from tests.runtime_support import execute_request
-from tests.runtime_support import free_port
 
 DEPLOYMENT_SERVICE = "grpc.plugin.deploymentapi.v1alpha1.DeploymentService"
 SECRET = "s3cr3t-token-0123456789"
@@ -44,16 +44,17 @@ def piped():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def start_plugin(piped):  # type: ignore[no-untyped-def]
-    started: list[PluginProc] = []
+    started: list[PluginProcess] = []
 
-    def start(*extra: str, config: dict | None = None, ready: bool = True, credentials=None) -> PluginProc:  # type: ignore[no-untyped-def]
-        plugin = PluginProc(RUNTIME_APP, extra=extra, config=config, piped=piped.address)
+    def start(*extra: str, config: dict | None = None, ready: bool = True, credentials=None) -> PluginProcess:  # type: ignore[no-untyped-def]
+        plugin = PluginProcess(RUNTIME_APP, piped_address=piped.address, name="runtime", config=config, extra_args=extra, startup_timeout=30)
         started.append(plugin)
+        plugin.start(wait=False)
         return plugin.wait_ready(credentials=credentials) if ready else plugin
 
     yield start
     for plugin in started:
-        plugin.stop()
+        plugin.close()
 
 
 def http_get(port: int, path: str) -> tuple[int, str, str]:
@@ -107,14 +108,14 @@ def test_tls_serves_only_tls_clients(start_plugin, tmp_path) -> None:  # type: i
         with pytest.raises(grpc.RpcError) as plaintext:
             deploy_grpc.DeploymentServiceStub(channel).FetchDefinedStages(deploy_pb.FetchDefinedStagesRequest(), timeout=3)
         assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "(TLS)" in plugin.output()
+    assert "(TLS)" in plugin.stderr_text()
 
 
 def test_tls_without_a_readable_key_file_fails_at_start_naming_the_flag(start_plugin, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cert_file, _, _ = self_signed(tmp_path)
     plugin = start_plugin("--tls", "--cert-file", cert_file, "--key-file", str(tmp_path / "missing.pem"), ready=False)
     assert plugin.wait(20) != 0
-    assert "--key-file" in plugin.output() and "missing.pem" in plugin.output()
+    assert "--key-file" in plugin.stderr_text() and "missing.pem" in plugin.stderr_text()
 
 
 # -- gRPC health and reflection -------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_grpc_health_serving_then_not_serving_during_shutdown(start_plugin) -> N
         deadline = time.monotonic() + 10
         while samples(admin).get("pipeplug_stages_in_flight") != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        plugin.signal(signal.SIGTERM)
+        plugin.send_signal(signal.SIGTERM)
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert stage.result(timeout=10).status == model_pb.STAGE_RUNNING
     assert plugin.wait(10) == 0
@@ -202,7 +203,8 @@ def test_admin_healthz_version_and_metrics(start_plugin) -> None:  # type: ignor
 
 def test_healthz_is_unhealthy_when_piped_is_unreachable(start_plugin, piped) -> None:  # type: ignore[no-untyped-def]
     admin = free_port()
-    plugin = PluginProc(RUNTIME_APP, extra=("--admin-port", str(admin)), piped=f"127.0.0.1:{free_port()}")
+    plugin = PluginProcess(RUNTIME_APP, piped_address=f"127.0.0.1:{free_port()}", name="runtime", extra_args=("--admin-port", str(admin)), startup_timeout=30)
+    plugin.start(wait=False)
     try:
         plugin.wait_ready()
         deadline = time.monotonic() + 10
@@ -213,20 +215,20 @@ def test_healthz_is_unhealthy_when_piped_is_unreachable(start_plugin, piped) -> 
         assert status == 503
         assert "connection to piped" in body
     finally:
-        plugin.stop()
+        plugin.close()
 
 
 # -- logs and secrets -------------------------------------------------------------------------
 
 
 def test_json_logs_carry_ids_and_never_the_secret(start_plugin) -> None:  # type: ignore[no-untyped-def]
-    plugin = start_plugin("--log-encoding", "json", config={"config": {"token": SECRET, "region": "eu"}})
+    plugin = start_plugin("--log-encoding", "json", config={"token": SECRET, "region": "eu"})
     with grpc.insecure_channel(plugin.address) as channel:
         request = execute_request("TALK", stage_id="stage-talk", deployment_id="deploy-42")
         assert deploy_grpc.DeploymentServiceStub(channel).ExecuteStage(request, timeout=10).status == model_pb.STAGE_SUCCESS
-    plugin.signal(signal.SIGTERM)
+    plugin.send_signal(signal.SIGTERM)
     assert plugin.wait(10) == 0
-    output = plugin.output()
+    output = plugin.stderr_text()
     assert SECRET not in output
     entries = [json.loads(line) for line in output.splitlines() if line.strip()]  # every line is JSON
     talk = [e for e in entries if e["msg"].startswith("talking to eu")]
@@ -240,12 +242,12 @@ def test_json_logs_carry_ids_and_never_the_secret(start_plugin) -> None:  # type
 
 
 def test_console_logs_never_carry_the_secret_either(start_plugin, piped) -> None:  # type: ignore[no-untyped-def]
-    plugin = start_plugin("--log-level", "debug", config={"config": {"token": SECRET}})
+    plugin = start_plugin("--log-level", "debug", config={"token": SECRET})
     with grpc.insecure_channel(plugin.address) as channel:
         request = execute_request("TALK", stage_id="stage-talk-2", deployment_id="deploy-43")
         assert deploy_grpc.DeploymentServiceStub(channel).ExecuteStage(request, timeout=10).status == model_pb.STAGE_SUCCESS
-    assert "[deployment_id=deploy-43 stage_id=stage-talk-2 stage_name=TALK]" in plugin.output()
-    assert SECRET not in plugin.output()
+    assert "[deployment_id=deploy-43 stage_id=stage-talk-2 stage_name=TALK]" in plugin.stderr_text()
+    assert SECRET not in plugin.stderr_text()
 
 
 def test_secret_fields_are_masked_in_repr_and_found_for_redaction() -> None:
@@ -268,4 +270,4 @@ def test_secret_fields_are_masked_in_repr_and_found_for_redaction() -> None:
 def test_bad_log_flags_are_refused_with_the_choices(start_plugin) -> None:  # type: ignore[no-untyped-def]
     plugin = start_plugin("--log-encoding", "xml", ready=False)
     assert plugin.wait(20) == 2
-    assert "--log-encoding" in plugin.output() and "json" in plugin.output()
+    assert "--log-encoding" in plugin.stderr_text() and "json" in plugin.stderr_text()

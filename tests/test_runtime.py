@@ -20,11 +20,10 @@ from pipeplug._gen.model import deployment_pb2 as model_pb
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from pipeplug.testing import FakePiped
+from pipeplug.testing import PluginProcess
+from pipeplug.testing import free_port
 from tests.runtime_support import RUNTIME_APP
-from tests.runtime_support import PluginProc
 from tests.runtime_support import execute_request
-from tests.runtime_support import free_port
-from tests.runtime_support import plugin_argv
 from tests.runtime_support import port_is_free
 from tests.runtime_support import process_gone
 
@@ -57,16 +56,16 @@ def piped():  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def plugin_factory(piped):  # type: ignore[no-untyped-def]
-    started: list[PluginProc] = []
+    started: list[PluginProcess] = []
 
-    def start(*extra: str, **kwargs) -> PluginProc:  # type: ignore[no-untyped-def]
-        plugin = PluginProc(RUNTIME_APP, extra=extra, piped=piped.address, **kwargs)
+    def start(*extra: str) -> PluginProcess:
+        plugin = PluginProcess(RUNTIME_APP, piped_address=piped.address, name="runtime", extra_args=extra, startup_timeout=30)
         started.append(plugin)
-        return plugin.wait_ready()
+        return plugin.start()
 
     yield start
     for plugin in started:
-        plugin.stop()
+        plugin.close()
 
 
 def test_holds_2000_async_stages_in_flight_on_one_connection(plugin_factory) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +109,7 @@ def test_cancel_by_piped_reaches_async_and_sync_handlers(plugin_factory, tmp_pat
         held.cancel()
         blocked.cancel()
         wait_for(lambda: marker.exists() and marker.read_text() == "cancelled held\n", 5, "the async handler to see the cancellation")
-        wait_for(lambda: plugin.output().lower().count("cancelled by piped") == 2, 5, "both stages to log the cancellation")
+        wait_for(lambda: plugin.stderr_text().lower().count("cancelled by piped") == 2, 5, "both stages to log the cancellation")
         assert time.monotonic() - cancelled_at < 5
         wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 0, 5, "no stage in flight")
         with pytest.raises(grpc.FutureCancelledError):
@@ -125,14 +124,14 @@ def test_cancel_by_piped_reaches_async_and_sync_handlers(plugin_factory, tmp_pat
 def test_a_handler_that_swallows_the_cancellation_gets_no_reply_sent(plugin_factory) -> None:  # type: ignore[no-untyped-def]
     admin = free_port()
     plugin = plugin_factory("--admin-port", str(admin))
-    execute = f'pipeplug_rpc_requests_total{{code="CANCELLED",method="/grpc.plugin.deploymentapi.v1alpha1.DeploymentService/ExecuteStage"}}'
+    execute = 'pipeplug_rpc_requests_total{code="CANCELLED",method="/grpc.plugin.deploymentapi.v1alpha1.DeploymentService/ExecuteStage"}'
     with grpc.insecure_channel(plugin.address) as channel:
         call = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage.future(execute_request("STUBBORN", options={"seconds": 60}))
         wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 1, 10, "the stage to be in flight")
         call.cancel()
         wait_for(lambda: metric(admin, execute) == 1, 10, "the call to end CANCELLED")
     assert metric(admin, "pipeplug_stage_results_total") == 0, "a reply was sent on the cancelled call"
-    assert "ExecuteStage: the handler returned after piped cancelled the call (it caught the cancellation); no reply sent" in plugin.output()
+    assert "ExecuteStage: the handler returned after piped cancelled the call (it caught the cancellation); no reply sent" in plugin.stderr_text()
 
 
 def test_sigterm_refuses_new_calls_stops_the_in_flight_stage_and_exits_0(plugin_factory) -> None:  # type: ignore[no-untyped-def]
@@ -143,8 +142,8 @@ def test_sigterm_refuses_new_calls_stops_the_in_flight_stage_and_exits_0(plugin_
     try:
         in_flight = stub.ExecuteStage.future(execute_request("HOLD", stage_id="long", options={"seconds": 2}))
         wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 1, 10, "the stage to be in flight")
-        plugin.signal(signal.SIGTERM)
-        wait_for(lambda: "SIGTERM: stopping" in plugin.output(), 5, "the plugin to start stopping")
+        plugin.send_signal(signal.SIGTERM)
+        wait_for(lambda: "SIGTERM: stopping" in plugin.stderr_text(), 5, "the plugin to start stopping")
         # A call that arrives now is refused, or, if grpc had already accepted it, stopped before it runs.
         try:
             late = stub.ExecuteStage(execute_request("HOLD", stage_id="late", options={"seconds": 5}), timeout=5)
@@ -170,7 +169,7 @@ def test_sigterm_cancels_running_stages_at_once_whatever_the_grace_period(plugin
         stuck = stub.ExecuteStage.future(execute_request("HOLD", stage_id="stuck", options={"seconds": 60, "marker": str(marker)}))
         wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 1, 10, "the stage to be in flight")
         signalled = time.monotonic()
-        plugin.signal(signal.SIGTERM)
+        plugin.send_signal(signal.SIGTERM)
         assert stuck.result(timeout=10).status == model_pb.STAGE_RUNNING
         assert plugin.wait(10) == 0
         assert time.monotonic() - signalled < 5, "the stage waited for the grace period"
@@ -187,11 +186,11 @@ def test_second_signal_exits_at_once(plugin_factory) -> None:  # type: ignore[no
         # a handler that ignores the cancellation keeps the first stop busy for its clean-up time
         held = deploy_grpc.DeploymentServiceStub(channel).ExecuteStage.future(execute_request("DEAF", options={"seconds": 60}))
         wait_for(lambda: metric(admin, "pipeplug_stages_in_flight") == 1, 10, "the stage to be in flight")
-        plugin.signal(signal.SIGTERM)
-        wait_for(lambda: "SIGTERM: stopping" in plugin.output(), 5, "the first signal to be handled")
-        plugin.signal(signal.SIGTERM)
+        plugin.send_signal(signal.SIGTERM)
+        wait_for(lambda: "SIGTERM: stopping" in plugin.stderr_text(), 5, "the first signal to be handled")
+        plugin.send_signal(signal.SIGTERM)
         assert plugin.wait(5) == 1
-        assert "second SIGTERM: exiting now" in plugin.output()
+        assert "second SIGTERM: exiting now" in plugin.stderr_text()
         with pytest.raises(grpc.RpcError):
             held.result(timeout=5)
     finally:
@@ -201,7 +200,7 @@ def test_second_signal_exits_at_once(plugin_factory) -> None:  # type: ignore[no
 def test_plugin_exits_and_frees_its_port_when_piped_is_killed(tmp_path) -> None:
     """piped SIGKILLed: no SIGTERM comes, so the plugin must notice its parent is gone (contract §1.6)."""
     port = free_port()
-    argv = plugin_argv(RUNTIME_APP, {"name": "runtime", "port": port})
+    argv = PluginProcess(RUNTIME_APP, piped_address="localhost:9087", name="runtime", port=port).argv()
     fake_piped = (
         "import subprocess, sys, time\n"
         f"child = subprocess.Popen({argv!r})\n"

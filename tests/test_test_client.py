@@ -201,13 +201,24 @@ def test_an_approval_queued_in_the_fake_piped_is_seen(client, fake_piped):
     assert "alice" in run.metadata["pipecd/stage-approved-users"]
 
 
-def test_a_running_stage_can_be_cancelled(client):
+def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_running_stage_can_be_cancelled(client, fake_piped):
     call = client.start_stage("WAIT", {"duration": "30s"})
-    time.sleep(0.2)
+    wait_until(lambda: "startTime" in fake_piped.stage_metadata(call.deployment_id, call.stage_id), 10, "the WAIT stage to start")
     call.cancel()
-    with pytest.raises(PluginCallError) as info:
+    with pytest.raises(PluginCallError):
         call.result(timeout=10)
-    assert info.value.code == grpc.StatusCode.CANCELLED
+    # what the plugin did: its handler saw the cancellation, and pipeplug closed the stage log saying so
+    wait_until(lambda: fake_piped.log_completed(call.deployment_id, call.stage_id), 10, "the plugin to complete the cancelled stage's log")
+    text = [line for _, line in fake_piped.log_lines(call.deployment_id, call.stage_id)]
+    assert "Wait cancelled" in text
+    assert any("Cancelled by piped after " in line for line in text), text
 
 
 # -- what piped would refuse ---------------------------------------------------------
@@ -385,10 +396,23 @@ def test_a_plugin_that_dies_reports_its_stderr_tail(tmp_path, fake_piped):
         PluginProcess(script, piped_address=fake_piped.address).start()
 
 
-def test_plugin_process_fixture_stops_at_teardown(plugin_process, targets):
-    plugin = plugin_process(EXAMPLE_APP, deploy_targets=targets)
-    assert plugin.returncode is None
-    assert plugin.address.startswith("127.0.0.1:")
+def test_plugin_process_fixture_stops_at_teardown(pytester, tmp_path):
+    """An inner session records its plugin's PID; once that session's teardown ran, the PID is gone."""
+    pid_file = tmp_path / "plugin.pid"
+    pytester.makepyfile(
+        f"""
+        def test_starts_a_plugin(plugin_process):
+            plugin = plugin_process({EXAMPLE_APP!r}, deploy_targets=[{{"name": "dev", "config": {{"path": {str(tmp_path / "dev")!r}}}}}])
+            assert plugin.returncode is None and plugin.address.startswith("127.0.0.1:")
+            with open({str(pid_file)!r}, "w") as f:
+                f.write(str(plugin.pid))
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")  # in this process: a plugin left running would still be our child
+    result.assert_outcomes(passed=1)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 @pytest.mark.pipeplug_app(EXAMPLE_APP + ":app")
@@ -404,7 +428,7 @@ def test_fake_piped_fixture_fails_a_test_that_broke_pipeds_rules(pytester):
         from pipeplug._gen.model import logblock_pb2
         from pipeplug._gen.piped import service_pb2, service_pb2_grpc
 
-        def test_sends_an_empty_line(fake_piped):
+        def test_checkpoint_leaves_out_a_block(fake_piped):
             with grpc.insecure_channel(fake_piped.address) as channel:
                 stub = service_pb2_grpc.PluginServiceStub(channel)
                 # a checkpoint that leaves out a block sent before: accepted by piped, but lines are lost

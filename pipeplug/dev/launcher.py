@@ -1,4 +1,4 @@
-"""Starting plugins exactly as piped does, and stopping them by PID.
+"""``pipeplug dev``'s plugins: piped's config entry, and an async wrapper around :mod:`pipeplug.launcher`.
 
 piped runs each plugin binary with ``start --piped-plugin-service
 localhost:<P> --config <json>``, where the JSON is the plugin's
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import typing as t
@@ -31,26 +28,16 @@ import attrs
 import grpc
 import yaml
 
+from .. import launcher
 from .._gen.plugin import deployment_pb2 as deploy_pb
 from .._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from .._gen.plugin import livestate_pb2_grpc as live_grpc
 from .._gen.plugin import planpreview_pb2_grpc as preview_grpc
-
-
-class LaunchError(RuntimeError):
-    """A plugin could not be started or never became ready; the message is for users."""
-
-
-#: Sets PR_SET_PDEATHSIG (SIGTERM) and execs the plugin, so the plugin keeps piped's exact argv.
-_DEATH_SIGNAL_SHIM = (
-    "import ctypes, os, sys\n"
-    "try:\n ctypes.CDLL(None, use_errno=True).prctl(1, 15)\nexcept Exception:\n pass\n"
-    "if os.getppid() != int(sys.argv[1]):\n sys.exit(1)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
-
-#: Runs ``MODULE:APP`` as a plugin binary would run: ``app.main(['start', ...])``.
-_APP_RUNNER = "import sys\nfrom pipeplug.loading import load_app\nload_app(sys.argv[1]).main(sys.argv[2:])\n"
+from ..launcher import LaunchError
+from ..launcher import free_port
+from ..launcher import piped_argv
+from ..launcher import resolve_program
+from ..launcher import spawn
 
 
 @attrs.frozen
@@ -79,37 +66,6 @@ class PluginSpec:
         return [str(d["name"]) for d in self.entry.get("deployTargets") or []]
 
 
-def resolve_program(target: str) -> tuple[tuple[str, ...], str, str]:
-    """(program argv, default plugin name, ``file://`` url) for a target.
-
-    ``file.py`` runs as a script with this interpreter (like piped running it
-    through its shebang); ``file.py:app`` and ``package.module[:app]`` run the
-    App through pipeplug's loader; anything else must be an executable.
-    """
-    if os.path.isfile(target):
-        full = os.path.abspath(target)
-        if target.endswith(".py"):
-            return (sys.executable, full), _stem(full), f"file://{full}"
-        if not os.access(full, os.X_OK):
-            raise LaunchError(f"plugin {target}: not executable; piped runs the binary directly, so `chmod +x {target}`")
-        return (full,), _stem(full), f"file://{full}"
-    head, sep, attr = target.rpartition(":")
-    if sep and head and attr.isidentifier():
-        if head.endswith(".py"):
-            full = os.path.abspath(head)
-            if not os.path.isfile(full):
-                raise LaunchError(f"plugin {target}: file {head} not found")
-            return (sys.executable, "-c", _APP_RUNNER, f"{full}:{attr}"), _stem(full), f"file://{full}"
-        module = head
-    elif target.endswith(".py") or os.sep in target:
-        raise LaunchError(f"plugin {target}: file not found")
-    else:
-        module = target
-    if not all(part.isidentifier() for part in module.split(".")):
-        raise LaunchError(f"plugin {target}: expected FILE.py, FILE.py:APP, package.module[:APP] or an executable")
-    return (sys.executable, "-c", _APP_RUNNER, target), module.rsplit(".", 1)[-1], ""
-
-
 def load_entry(path: str) -> dict[str, t.Any]:
     """Read a plugin config file: one ``spec.plugins[]`` entry, in YAML or JSON."""
     try:
@@ -128,7 +84,8 @@ def load_entry(path: str) -> dict[str, t.Any]:
 
 def build_spec(target: str, entry: t.Mapping[str, t.Any], source: str) -> PluginSpec:
     """Check an entry as piped would and fill what ``pipeplug dev`` may fill (name, url, port)."""
-    program, default_name, url = resolve_program(target)
+    resolved = resolve_program(target)
+    program, default_name, url = resolved.argv, resolved.default_name, resolved.url
     problems, notes = [], []
     unknown = sorted(set(entry) - {"name", "url", "port", "config", "deployTargets"})
     if unknown:
@@ -187,18 +144,12 @@ def piped_entry(name: str, url: str, port: int, entry: t.Mapping[str, t.Any]) ->
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PluginProcess:
     """A running plugin: its process, its captured output and its gRPC stubs."""
 
-    def __init__(self, spec: PluginSpec, service_address: str, *, log_path: str, on_output: t.Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, spec: PluginSpec, service_address: str, *, log_path: str, on_output: t.Callable[[str, str], object] | None = None) -> None:
         self.spec = spec
-        self.argv = [*spec.program, "start", "--piped-plugin-service", service_address, "--config", json.dumps(spec.entry, separators=(",", ":"))]
+        self.argv = piped_argv(spec.program, service_address, spec.entry)
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self.log_path = log_path
         self.on_output = on_output
@@ -219,16 +170,10 @@ class PluginProcess:
         return self.proc.pid if self.proc else 0
 
     def start(self) -> None:
-        argv = self.argv
-        if sys.platform.startswith("linux"):
-            argv = [sys.executable, "-c", _DEATH_SIGNAL_SHIM, str(os.getpid()), *self.argv]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        except OSError as exc:
-            raise LaunchError(f"plugin {self.name}: cannot start {self.argv[0]}: {exc.strerror}") from None
+            self.proc = spawn(self.argv, output=subprocess.PIPE, own_session=True)
+        except LaunchError as exc:
+            raise LaunchError(f"plugin {self.name}: {exc}") from None
         self._reader = threading.Thread(target=self._read, name=f"plugin-{self.name}-output", daemon=True)
         self._reader.start()
 
@@ -296,21 +241,10 @@ class PluginProcess:
             await self.channel.close(grace=None)
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            end = time.monotonic() + grace
-            while self.proc.poll() is None and time.monotonic() < end:
-                await asyncio.sleep(0.05)
-            if self.proc.poll() is None:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                await asyncio.sleep(0)
-                self.proc.wait(5)
+        code = await asyncio.to_thread(launcher.stop, self.proc, grace)
         if self._reader is not None:
             self._reader.join(2)
-        return self.proc.returncode
+        return code
 
     def kill_now(self) -> None:
         """Second Ctrl-C: SIGKILL by PID, no waiting."""
@@ -341,10 +275,6 @@ def stop_leftovers(processes: t.Iterable[tuple[int, str, list[str]]], log: t.Cal
             pass
         stopped.append(pid)
     return stopped
-
-
-def _stem(path: str) -> str:
-    return os.path.splitext(os.path.basename(path))[0]
 
 
 def _hint(spec: PluginSpec, code: int) -> str:

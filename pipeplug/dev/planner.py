@@ -35,9 +35,9 @@ QUICK, PIPELINE = common_pb.QUICK_SYNC, common_pb.PIPELINE
 class Plan:
     """The planner's outcome: PLANNED, FAILURE (piped fails the plan) or PENDING (the control plane refuses it)."""
 
-    status: int = model_pb.DEPLOYMENT_PLANNED
+    status: model_pb.DeploymentStatus = model_pb.DEPLOYMENT_PLANNED
     reason: str = ""
-    strategy: int = common_pb.AUTO
+    strategy: common_pb.SyncStrategy = common_pb.AUTO
     summary: str = ""
     versions: list[t.Any] = attrs.field(factory=list)
     stages: list[t.Any] = attrs.field(factory=list)
@@ -82,7 +82,8 @@ async def plan(
     if not result.versions:
         result.versions = [common_pb.ArtifactVersion(kind=common_pb.ArtifactVersion.UNKNOWN, version="unknown")]
 
-    result.strategy, result.summary = await determine_strategy(config, plugins, plugin_input, last_successful_commit, out)
+    strategy, result.summary = await determine_strategy(config, plugins, plugin_input, last_successful_commit, out)
+    result.strategy = t.cast(t.Any, strategy)
     try:
         if result.strategy == QUICK:
             result.stages = await _quick_sync_stages(config, plugins, registry, check)
@@ -138,7 +139,8 @@ async def determine_strategy(
 
 
 async def _quick_sync_stages(config: AppConfig, plugins: t.Sequence[PluginProcess], registry: Registry, check: t.Callable[[list[str]], None]) -> list[t.Any]:
-    stages, rollbacks = [], []
+    stages: list[t.Any] = []
+    rollbacks: list[t.Any] = []
     for plugin in plugins:
         try:
             response = await plugin.deployment.BuildQuickSyncStages(deploy_pb.BuildQuickSyncStagesRequest(rollback=config.auto_rollback))
@@ -162,7 +164,8 @@ async def _pipeline_stages(config: AppConfig, registry: Registry, check: t.Calla
             raise _PlanFailed(f"no plugin offers stage {stage.name!r} (spec.pipeline.stages[{stage.index}]). Stages offered: {registry.offered()}")
         _, request = requests.setdefault(plugin.name, (plugin, deploy_pb.BuildPipelineSyncStagesRequest(rollback=config.auto_rollback)))
         request.stages.add(name=stage.name, desc=stage.desc, index=stage.index, config=stage.with_json)
-    stages, rollbacks = [], []
+    stages: list[t.Any] = []
+    rollbacks: list[t.Any] = []
     for plugin, request in requests.values():
         try:
             response = await plugin.deployment.BuildPipelineSyncStages(request)

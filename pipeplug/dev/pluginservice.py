@@ -1,41 +1,142 @@
-"""The PluginService plugins call during ``pipeplug dev``: FakePiped, backed by the state file.
+"""The PluginService plugins call during ``pipeplug dev``: a FakePiped whose store is the state file.
 
 :class:`pipeplug.testing.FakePiped` already answers every PluginService RPC
-the way piped does and records every rule a plugin breaks. This subclass only
-changes where things live and when they are visible:
+the way piped does and records every rule a plugin breaks. ``pipeplug dev``
+changes only where things live and when they are visible, through
+:class:`StateFileStore` (a :class:`~pipeplug.testing.store.PipedStore`):
 
-- metadata, shared objects, stage logs and commands are written through to
-  SQLite, so a resumed run sees what the killed one stored;
+- metadata, shared objects, stage logs and commands live in SQLite, so a
+  resumed run sees what the killed one stored;
 - a deployment's metadata store exists only while it is planned or executed
   (other ids get UNKNOWN "metadata store not found", as from piped);
 - commands come from the state file, refreshed every ``command_interval``
   seconds like piped's 5 s command store, so ``pipeplug dev approve`` in
   another terminal works;
-- each violation and each new log line is also handed to the UI.
+- each new log line is also handed to the UI (violations go there through
+  FakePiped's ``on_violation``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import typing as t
-
-import grpc
 
 from .._gen.model import command_pb2 as command_pb
 from .._gen.model import deployment_pb2 as model_pb
 from .._gen.model import logblock_pb2 as logblock_pb
-from .._gen.piped import service_pb2 as svc_pb
 from ..testing import FakePiped
-from ..testing import _LogStream
+from ..testing.store import LogStream
 from .state import State
 
 #: piped's command store refresh interval, seconds
 COMMAND_INTERVAL = 5.0
 
 
-class DevPiped(FakePiped):
-    """piped's PluginService for one ``pipeplug dev`` run."""
+class StateFileStore:
+    """A :class:`~pipeplug.testing.store.PipedStore` kept in ``pipeplug dev``'s SQLite state file.
+
+    Log streams are also held in memory (seeded from the file when a
+    deployment opens), since piped's rules need their bookkeeping; the file
+    gets each block once.
+    """
+
+    def __init__(self, state: State, *, on_log: t.Callable[[str, str, list[t.Any]], None]) -> None:
+        self.state = state
+        self.on_log = on_log
+        #: deployments whose metadata store is open: id -> application id
+        self.active: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._streams: dict[tuple[str, str], LogStream] = {}
+        self._stored_indexes: dict[tuple[str, str, int], set[int]] = {}
+        self._commands: list[t.Any] = []
+
+    def open(self, deployment: model_pb.Deployment) -> None:
+        """Open the deployment's metadata store and load its stage logs from the file."""
+        d = deployment.id
+        with self._lock:
+            self.active[d] = deployment.application_id
+            for stage in deployment.stages:
+                blocks = [logblock_pb.LogBlock(index=i, log=text, severity=t.cast(t.Any, sev), created_at=1) for i, text, sev in self.state.logs(d, stage.id)]
+                if blocks:
+                    self._streams[(d, stage.id)] = LogStream(
+                        cache=list(blocks), persisted=list(blocks), completed=self.state.log_completed(d, stage.id, 0), highest=blocks[-1].index
+                    )
+                    self._stored_indexes[(d, stage.id, 0)] = {b.index for b in blocks}
+
+    # -- stage logs
+
+    def log_stream(self, deployment_id: str, stage_id: str) -> LogStream | None:
+        with self._lock:
+            return self._streams.get((deployment_id, stage_id))
+
+    def save_log_stream(self, deployment_id: str, stage_id: str, stream: LogStream, received: t.Sequence[t.Any], *, retried_count: int, durable: bool) -> None:
+        key = (deployment_id, stage_id, retried_count)
+        with self._lock:
+            self._streams[(deployment_id, stage_id)] = stream
+            stored = self._stored_indexes.setdefault(key, set())
+            new = [block for block in received if block.index not in stored]
+            stored.update(block.index for block in new)
+        if new:
+            self.state.add_log_blocks(*key, new, durable=durable)
+            self.on_log(deployment_id, stage_id, new)
+        if durable and stream.completed:
+            self.state.complete_log(*key)
+
+    # -- metadata
+
+    def metadata_store_open(self, deployment_id: str) -> bool:
+        return deployment_id in self.active
+
+    def close_metadata_store(self, deployment_id: str) -> None:
+        self.active.pop(deployment_id, None)
+
+    def stage_metadata(self, deployment_id: str, stage_id: str) -> dict[str, str]:
+        return self.state.stage_metadata(deployment_id, stage_id)
+
+    def update_stage_metadata(self, deployment_id: str, stage_id: str, values: t.Mapping[str, str]) -> None:
+        self.state.put_stage_metadata(deployment_id, stage_id, values)
+
+    def plugin_metadata(self, deployment_id: str, plugin_name: str) -> dict[str, str]:
+        return self.state.plugin_metadata(deployment_id).get(plugin_name, {})
+
+    def update_plugin_metadata(self, deployment_id: str, plugin_name: str, values: t.Mapping[str, str]) -> None:
+        self.state.put_plugin_metadata(deployment_id, plugin_name, values)
+
+    def shared_metadata(self, deployment_id: str) -> dict[str, str]:
+        return self.state.shared_metadata(deployment_id)
+
+    def update_shared_metadata(self, deployment_id: str, values: t.Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self.state.put_shared_metadata(deployment_id, key, value)
+
+    # -- application shared objects
+
+    def shared_object(self, application_id: str, plugin_name: str, key: str) -> bytes | None:
+        return self.state.get_shared_object(application_id, plugin_name, key)
+
+    def put_shared_object(self, application_id: str, plugin_name: str, key: str, value: bytes) -> None:
+        self.state.put_shared_object(application_id, plugin_name, key, bytes(value))
+
+    # -- commands: what the last refresh read from the file
+
+    def add_command(self, command: t.Any) -> None:
+        self.state.add_command(command.deployment_id, command.stage_id, command.type, command.commander)
+
+    def stage_commands(self, deployment_id: str, stage_id: str) -> list[t.Any]:
+        return [c for c in self._commands if c.deployment_id == deployment_id and c.stage_id == stage_id]
+
+    def mark_commands_handled(self, deployment_id: str, stage_id: str) -> None:
+        self.state.mark_stage_commands_handled(deployment_id, stage_id)
+        self._commands = [c for c in self._commands if (c.deployment_id, c.stage_id) != (deployment_id, stage_id)]
+
+    def refresh_commands(self) -> None:
+        self._commands = self.state.unhandled_stage_commands()
+
+
+class DevPiped:
+    """piped's PluginService for one ``pipeplug dev`` run: a FakePiped over a :class:`StateFileStore`."""
 
     def __init__(
         self,
@@ -45,25 +146,21 @@ class DevPiped(FakePiped):
         on_violation: t.Callable[[str], None] = lambda message: None,
         on_log: t.Callable[[str, str, list[t.Any]], None] = lambda deployment_id, stage_id, blocks: None,
     ) -> None:
-        super().__init__(tools_dir=state.tools_dir, piped_id="pipeplug-dev")
         self.state = state
         self.command_interval = command_interval
-        self.on_violation = on_violation
-        self.on_log = on_log
-        #: deployments whose metadata store is open: id -> application id
-        self.active: dict[str, str] = {}
-        self._commands_cache: list[t.Any] = []
+        self.store = StateFileStore(state, on_log=on_log)
+        # a long dev run needs none of the calls FakePiped keeps for tests
+        self.fake = FakePiped(tools_dir=state.tools_dir, piped_id="pipeplug-dev", store=self.store, on_violation=on_violation, record_calls=False)
         self._refresher: asyncio.Task[None] | None = None
-        self._stored_indexes: dict[tuple[str, str, int], set[int]] = {}
 
     @property
     def service_address(self) -> str:
         """What plugins get as ``--piped-plugin-service``: ``localhost:<port>``, as piped passes it."""
-        return f"localhost:{self.port}"
+        return f"localhost:{self.fake.port}"
 
     async def start_async(self) -> DevPiped:
-        await super().start_async()
-        self.refresh_commands()
+        await self.fake.start_async()
+        self.store.refresh_commands()
         self._refresher = asyncio.ensure_future(self._refresh_commands_forever())
         return self
 
@@ -72,94 +169,22 @@ class DevPiped(FakePiped):
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-        await super().stop_async(grace)
+        await self.fake.stop_async(grace)
+
+    async def _refresh_commands_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.command_interval)
+            self.store.refresh_commands()
 
     # -- deployments ----------------------------------------------------------------
 
     def open_deployment(self, deployment: model_pb.Deployment) -> None:
         """Open the deployment's metadata store, seeded from the state file (as piped seeds it from the control plane)."""
-        d = deployment.id
-        self.active[d] = deployment.application_id
-        with self._lock:
-            self._closed_deployments.discard(d)
-            for stage in deployment.stages:
-                values = self.state.stage_metadata(d, stage.id)
-                if values:
-                    self._stage_metadata.setdefault((d, stage.id), {}).update(values)
-                blocks = [logblock_pb.LogBlock(index=i, log=text, severity=sev, created_at=1) for i, text, sev in self.state.logs(d, stage.id)]
-                if blocks:
-                    self._logs[(d, stage.id)] = _LogStream(
-                        cache=list(blocks), persisted=list(blocks), completed=self.state.log_completed(d, stage.id, 0), highest=blocks[-1].index
-                    )
-                    self._stored_indexes[(d, stage.id, 0)] = {b.index for b in blocks}
-        for plugin, values in self.state.plugin_metadata(d).items():
-            FakePiped.set_plugin_metadata(self, d, plugin, values)
-        shared = self.state.shared_metadata(d)
-        if shared:
-            FakePiped.set_shared_metadata(self, d, shared)
+        self.store.open(deployment)
 
     def close_deployment(self, deployment_id: str) -> None:
-        self.active.pop(deployment_id, None)
-        super().close_deployment(deployment_id)
-
-    async def _metadata_store(self, deployment_id: str, context: t.Any) -> None:
-        if deployment_id not in self.active:
-            await context.abort(grpc.StatusCode.UNKNOWN, f"metadata store not found for deployment {deployment_id}")
-
-    # -- write-through storage ------------------------------------------------------
-
-    def set_stage_metadata(self, deployment_id: str, stage_id: str, values: t.Mapping[str, str]) -> None:
-        super().set_stage_metadata(deployment_id, stage_id, values)
-        self.state.put_stage_metadata(deployment_id, stage_id, values)
-
-    def set_plugin_metadata(self, deployment_id: str, plugin_name: str, values: t.Mapping[str, str]) -> None:
-        super().set_plugin_metadata(deployment_id, plugin_name, values)
-        self.state.put_plugin_metadata(deployment_id, plugin_name, values)
-
-    def set_shared_metadata(self, deployment_id: str, values: t.Mapping[str, str]) -> None:
-        super().set_shared_metadata(deployment_id, values)
-        for key, value in values.items():
-            self.state.put_shared_metadata(deployment_id, key, value)
-
-    def shared_object(self, application_id: str, plugin_name: str, key: str) -> bytes | None:
-        return self.state.get_shared_object(application_id, plugin_name, key)
-
-    def set_shared_object(self, application_id: str, plugin_name: str, key: str, value: bytes) -> None:
-        self.state.put_shared_object(application_id, plugin_name, key, bytes(value))
-
-    # -- violations and logs --------------------------------------------------------
-
-    def _record(self, problems: t.Iterable[str]) -> None:
-        found = list(problems)
-        if not found:
-            return
-        super()._record(found)
-        for problem in found:
-            self.on_violation(problem)
-
-    async def _rpc_ReportStageLogs(self, request: t.Any, context: t.Any) -> t.Any:
-        response = await super()._rpc_ReportStageLogs(request, context)
-        self._store_logs(request, durable=False)
-        return response
-
-    async def _rpc_ReportStageLogsFromLastCheckpoint(self, request: t.Any, context: t.Any) -> t.Any:
-        response = await super()._rpc_ReportStageLogsFromLastCheckpoint(request, context)
-        self._store_logs(request, durable=True)
-        if request.completed:
-            self.state.complete_log(request.deployment_id, request.stage_id, request.retried_count)
-        return response
-
-    def _store_logs(self, request: t.Any, *, durable: bool) -> None:
-        key = (request.deployment_id, request.stage_id, request.retried_count)
-        stored = self._stored_indexes.setdefault(key, set())
-        new = []
-        for block in request.blocks:
-            if block.index not in stored:
-                stored.add(block.index)
-                new.append(block)
-        if new:
-            self.state.add_log_blocks(*key, new, durable=durable)
-            self.on_log(request.deployment_id, request.stage_id, new)
+        """Drop the deployment's metadata store, as piped does once planning or execution ends."""
+        self.fake.close_deployment(deployment_id)
 
     # -- commands -------------------------------------------------------------------
 
@@ -172,20 +197,4 @@ class DevPiped(FakePiped):
 
     def mark_commands_handled(self, deployment_id: str, stage_id: str) -> None:
         """What piped does after a stage's ExecuteStage returns: its commands stop being listed."""
-        self.state.mark_stage_commands_handled(deployment_id, stage_id)
-        self._commands_cache = [c for c in self._commands_cache if (c.deployment_id, c.stage_id) != (deployment_id, stage_id)]
-
-    def refresh_commands(self) -> None:
-        self._commands_cache = self.state.unhandled_stage_commands()
-
-    async def _refresh_commands_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.command_interval)
-            self.refresh_commands()
-            with self._lock:
-                self.calls.clear()  # FakePiped keeps every call for tests; a long dev run needs none of them
-
-    async def _rpc_ListStageCommands(self, request: t.Any, context: t.Any) -> t.Any:
-        commands = [c for c in self._commands_cache if c.deployment_id == request.deployment_id and c.stage_id == request.stage_id]
-        return svc_pb.ListStageCommandsResponse(commands=commands)
-
+        self.fake.mark_commands_handled(deployment_id, stage_id)

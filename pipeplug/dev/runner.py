@@ -301,7 +301,7 @@ def _new_deployment(session: Session, target: Snapshot, options: DeployOptions) 
     d.trigger.commit.created_at = now
     d.trigger.timestamp = now
     if options.sync:
-        d.trigger.sync_strategy = common_pb.SyncStrategy.Value(options.sync)
+        d.trigger.sync_strategy = t.cast(t.Any, common_pb.SyncStrategy.Value(options.sync))
         d.trigger.commander = session.options.who
         d.trigger.strategy_summary = f"Forced {options.sync} by {session.options.who} (the web UI's sync button)"
     for plugin, names in session.targets_by_plugin().items():

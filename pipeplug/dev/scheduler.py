@@ -91,7 +91,7 @@ class Scheduler:
         self.state.save_deployment(self.d, self.config.path)
 
     def _set_status(self, status: int, reason: str) -> None:
-        self.d.status = status
+        self.d.status = t.cast(t.Any, status)  # an int from piped's enum
         self.d.status_reason = reason
         if status in (model_pb.DEPLOYMENT_SUCCESS, model_pb.DEPLOYMENT_FAILURE, model_pb.DEPLOYMENT_CANCELLED):
             self.d.completed_at = int(time.time())
@@ -164,7 +164,7 @@ class Scheduler:
         sent = model_pb.PipelineStage()
         sent.CopyFrom(stage)  # piped sends the stage as it was before reporting RUNNING
         status, signal, note = await self._attempt(stage, sent, deadlines, cancellable)
-        stage.status = status
+        stage.status = t.cast(t.Any, status)  # an int from piped's enum
         if status in COMMITTED:
             stage.completed_at = int(time.time())
         stage.updated_at = int(time.time())

@@ -17,11 +17,11 @@ import uuid
 import attrs
 
 from .._gen.plugin import common_pb2 as source_pb
+from ..launcher import LaunchError
 from . import DEFAULT_STATE
 from .appconfig import AppConfig
 from .appconfig import AppConfigError
 from .appconfig import load_app_config
-from .launcher import LaunchError
 from .launcher import PluginProcess
 from .launcher import PluginSpec
 from .launcher import build_spec
@@ -35,7 +35,6 @@ from .sources import deployment_source
 from .sources import take_snapshot
 from .state import State
 from .ui import Output
-
 
 
 class DevError(Exception):
@@ -112,7 +111,8 @@ class Session:
                 specs.append(build_spec(target, entry, config_path or target))
         except LaunchError as exc:
             raise DevError(str(exc)) from None
-        for kind, values in (("name", [s.name for s in specs]), ("port", [s.port for s in specs])):
+        named: tuple[tuple[str, list[object]], ...] = (("name", [s.name for s in specs]), ("port", [s.port for s in specs]))
+        for kind, values in named:
             repeated = sorted({str(v) for v in values if values.count(v) > 1})
             if repeated:
                 raise DevError(f"two plugins share the {kind} {', '.join(repeated)}; piped needs a distinct {kind} per spec.plugins[] entry")

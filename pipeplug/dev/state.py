@@ -155,7 +155,7 @@ class State:
 
     def last_deployment(self, application_id: str, *, unfinished: bool = False, status: int | None = None) -> model_pb.Deployment | None:
         """The newest deployment of the app; ``unfinished`` ones are PENDING to ROLLING_BACK."""
-        sql, args = "SELECT proto FROM deployments WHERE application_id=?", [application_id]
+        sql, args = "SELECT proto FROM deployments WHERE application_id=?", [t.cast(t.Any, application_id)]
         if unfinished:
             sql += f" AND status NOT IN ({','.join('?' * len(FINAL_STATUSES))})"
             args += FINAL_STATUSES
@@ -208,10 +208,6 @@ class State:
         for key, value in stage.metadata.items():
             self._exec("INSERT OR IGNORE INTO stage_metadata VALUES (?,?,?,?)", (deployment_id, stage.id, key, value))
 
-    def get_stage_metadata(self, deployment_id: str, stage_id: str, key: str) -> str | None:
-        row = self._exec("SELECT value FROM stage_metadata WHERE deployment_id=? AND stage_id=? AND key=?", (deployment_id, stage_id, key)).fetchone()
-        return row[0] if row else None
-
     def put_stage_metadata(self, deployment_id: str, stage_id: str, values: t.Mapping[str, str]) -> None:
         with self._lock:
             for key, value in values.items():
@@ -220,10 +216,6 @@ class State:
     def stage_metadata(self, deployment_id: str, stage_id: str) -> dict[str, str]:
         rows = self._exec("SELECT key, value FROM stage_metadata WHERE deployment_id=? AND stage_id=?", (deployment_id, stage_id)).fetchall()
         return dict(rows)
-
-    def get_plugin_metadata(self, deployment_id: str, plugin: str, key: str) -> str | None:
-        row = self._exec("SELECT value FROM plugin_metadata WHERE deployment_id=? AND plugin_name=? AND key=?", (deployment_id, plugin, key)).fetchone()
-        return row[0] if row else None
 
     def put_plugin_metadata(self, deployment_id: str, plugin: str, values: t.Mapping[str, str]) -> None:
         with self._lock:
@@ -242,10 +234,6 @@ class State:
     def put_shared_metadata(self, deployment_id: str, key: str, value: str) -> None:
         self._exec("INSERT OR REPLACE INTO shared_metadata VALUES (?,?,?)", (deployment_id, key, value))
 
-    def get_shared_metadata(self, deployment_id: str, key: str) -> str | None:
-        row = self._exec("SELECT value FROM shared_metadata WHERE deployment_id=? AND key=?", (deployment_id, key)).fetchone()
-        return row[0] if row else None
-
     def get_shared_object(self, application_id: str, plugin: str, key: str) -> bytes | None:
         row = self._exec("SELECT object FROM shared_objects WHERE application_id=? AND plugin_name=? AND key=?", (application_id, plugin, key)).fetchone()
         return bytes(row[0]) if row else None
@@ -255,11 +243,6 @@ class State:
 
     # -- logs -----------------------------------------------------------------------
 
-    def log_indexes(self, deployment_id: str, stage_id: str, retried_count: int, *, durable_only: bool = False) -> set[int]:
-        sql = "SELECT block_index FROM stage_logs WHERE deployment_id=? AND stage_id=? AND retried_count=?"
-        rows = self._exec(sql + (" AND durable=1" if durable_only else ""), (deployment_id, stage_id, retried_count)).fetchall()
-        return {r[0] for r in rows}
-
     def add_log_blocks(self, deployment_id: str, stage_id: str, retried_count: int, blocks: t.Iterable[t.Any], *, durable: bool) -> None:
         with self._lock:
             for b in blocks:
@@ -267,13 +250,6 @@ class State:
                     "INSERT INTO stage_logs VALUES (?,?,?,?,?,?,?,?)",
                     (deployment_id, stage_id, retried_count, b.index, b.log, b.severity, b.created_at, int(durable)),
                 )
-
-    def drop_cached_logs(self, deployment_id: str, stage_id: str, retried_count: int) -> int:
-        """Forget blocks only the cache held, as a checkpoint call replaces the cached view."""
-        cur = self._exec(
-            "DELETE FROM stage_logs WHERE deployment_id=? AND stage_id=? AND retried_count=? AND durable=0", (deployment_id, stage_id, retried_count)
-        )
-        return cur.rowcount
 
     def logs(self, deployment_id: str, stage_id: str) -> list[tuple[int, str, int]]:
         rows = self._exec(
@@ -339,7 +315,7 @@ def _command(command_id: str, deployment_id: str, stage_id: str, kind: int, comm
         deployment_id=deployment_id,
         stage_id=stage_id,
         commander=commander,
-        type=kind,
+        type=t.cast(t.Any, kind),
         status=command_pb.COMMAND_NOT_HANDLED_YET,
         created_at=int(created_at),
         updated_at=int(created_at),
