@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
     from .app import App
 
 
-class _Duration(click.ParamType):
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # older clicks that pyproject allows cannot subscript ParamType at run time
     name = "duration"
 
     def convert(self, value: t.Any, param: t.Any, ctx: t.Any) -> float:
@@ -56,7 +56,7 @@ def plugin_command(app: App, *, version: str | None = None) -> click.Group:
     @click.option("--admin-port", type=click.IntRange(0, 65535), default=DEFAULTS["admin_port"], help="serve /healthz, /version, /metrics on 127.0.0.1:PORT (0: any free port); off by default")
     @click.option("--maximum-concurrent-rpcs", type=click.IntRange(min=1), default=DEFAULTS["maximum_concurrent_rpcs"], help="refuse calls beyond this many in flight with RESOURCE_EXHAUSTED; default: no limit")
     @click.pass_context
-    def start(ctx: click.Context, **flags: t.Any) -> None:
+    def start(ctx: click.Context, /, **flags: t.Any) -> None:
         """Start serving, as piped does: start --piped-plugin-service ADDR --config JSON."""
         with _reported():
             start_plugin(app, **flags, ignored=ctx.args, plugin_version=version)
