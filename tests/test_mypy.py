@@ -29,24 +29,30 @@ STRICT_CLEAN = (
 )  # fmt: skip
 
 _ERROR = re.compile(r"^(?P<path>[^:\n]+):\d+(?::\d+)?: error: ", re.MULTILINE)
+#: what tests/type_check/public_api.py's reveal_type(rollout) must print: the handler's own signature
+_ROLLOUT = re.compile(
+    r'tests/type_check/public_api\.py:\d+: note: Revealed type is "def \(ctx: pipeplug\.[\w.]*Context, '
+    r'options: [\w.]*CanaryOptions\) -> pipeplug\.[\w.]*StageResult"'
+)
 
 
 @pytest.fixture(scope="module")
 def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Each file's error lines from one `mypy` run over the package (pyproject's `files`) and tests/type_check."""
+    """Each file's error lines from one `mypy` run over pyproject's `files`: the package and tests/type_check."""
     run = subprocess.run(
         [
             sys.executable, "-m", "mypy",
             "--config-file", str(ROOT / "pyproject.toml"),
             "--cache-dir", str(tmp_path_factory.mktemp("mypy-cache")),
             "--no-color-output", "--no-error-summary",
-            "pipeplug", "tests/type_check",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if run.returncode not in (0, 1):  # 2: mypy itself failed (bad config, crash)
         pytest.fail(f"mypy exited {run.returncode}:\n{run.stdout}{run.stderr}")
     errors: dict[str, list[str]] = {}
+    if not _ROLLOUT.search(run.stdout):  # also proves tests/type_check was checked at all
+        errors["tests/type_check/public_api.py"] = [f"no note revealing rollout's signature; mypy printed:\n{run.stdout}"]
     for line in run.stdout.splitlines():
         match = _ERROR.match(line)
         if match:

@@ -3,13 +3,15 @@
 Each ``assert_type`` fails the check if a decorator or a class loses a type. Each
 ``# type: ignore[...]`` marks a call mypy must refuse: strict mode reports an
 ignore that silences nothing, so a decorator that erased the handler's
-signature to ``Any`` fails the check there too.
+signature to ``Any`` fails the check there too. The ``reveal_type`` at the end
+prints the decorated handler's signature, which the test compares.
 """
 
 from __future__ import annotations
 
 import attrs
 from typing_extensions import assert_type
+from typing_extensions import reveal_type
 
 import pipeplug
 
@@ -76,3 +78,7 @@ async def async_handlers_stay_coroutines(ctx: pipeplug.Context) -> None:
 def options_classes_are_typed() -> None:
     CanaryOptions(replicas=3)  # type: ignore[arg-type]
     PluginConfig(region=1)  # type: ignore[arg-type]
+
+
+# tests/test_mypy.py reads this note: the decorated handler's whole signature, as mypy sees it
+reveal_type(rollout)
