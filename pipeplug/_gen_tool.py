@@ -5,7 +5,9 @@ Usage (from anywhere)::
     python -m pipeplug._gen_tool           # regenerate in place
     python -m pipeplug._gen_tool --check   # exit 1 if committed code is stale
 
-Needs ``grpcio-tools`` (a development dependency only).
+Needs ``grpcio-tools`` and ``mypy-protobuf`` (development dependencies only): protoc writes the
+messages and their ``.pyi``; mypy-protobuf writes the ``_pb2_grpc.pyi`` stubs that give the
+generated stubs and servicers types, so code calling them stays ``mypy --strict`` clean.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GEN_PKG = "pipeplug/_gen"
-GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 INIT_DOCSTRING = (
     '"""Generated subpackage (from proto/): do not edit; regenerate with `python -m pipeplug._gen_tool`."""\n'
 )
@@ -37,6 +40,16 @@ def proto_files() -> list[str]:
 def _has_service(rel: str) -> bool:
     text = _COMMENT_RE.sub("", (PROTO_DIR / rel).read_text(encoding="utf-8"))
     return bool(_SERVICE_RE.search(text))
+
+
+def _grpc_stub_plugin() -> str:
+    """The mypy-protobuf plugin that writes ``_pb2_grpc.pyi``: next to this interpreter first, then on PATH."""
+    name = "protoc-gen-mypy_grpc"
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found; install mypy-protobuf (pip install -e '.[test]')")
+    return found
 
 
 def _protoc(args: list[str]) -> None:
@@ -77,7 +90,14 @@ def generate(out_root: Path) -> list[str]:
     _protoc([f"--python_out={out_root}", f"--pyi_out={out_root}", *files])
     with_services = [f for f in files if _has_service(f)]
     if with_services:
-        _protoc([f"--grpc_python_out={out_root}", *with_services])
+        _protoc(
+            [
+                f"--grpc_python_out={out_root}",
+                f"--plugin=protoc-gen-mypy_grpc={_grpc_stub_plugin()}",
+                f"--mypy_grpc_out=quiet:{out_root}",
+                *with_services,
+            ]
+        )
 
     pkg_dirs = {(out_root / f).parent for f in files} | {out_root / GEN_PKG}
     for d in sorted(pkg_dirs):

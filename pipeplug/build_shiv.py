@@ -58,7 +58,8 @@ def _local_modules(target: _Target) -> tuple[list[Path], set[str]]:
             f"a package below {target.root} that {target.module} imports has no __init__.py, which --format shiv cannot follow; "
             "add an empty __init__.py to it, or use --format onefile"
         ) from None
-    local = sorted(Path(m.__file__) for m in finder.modules.values() if m.__file__ and m.__file__.startswith(target.root + os.sep))
+    files = (getattr(m, "__file__", None) for m in finder.modules.values())  # undocumented, so untyped in typeshed
+    local = sorted(Path(f) for f in files if isinstance(f, str) and f.startswith(target.root + os.sep))
     imported = {name.partition(".")[0] for name in finder.badmodules}
     return local, imported
 

@@ -223,8 +223,7 @@ class StrictConverter(cattrs.Converter):
                 try:
                     result.append(hook(item, arg))
                 except Exception as exc:  # noqa: BLE001 - collected, each with its index, as cattrs does
-                    exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(f"Structuring {cl} @ index {index}", index, arg)]
-                    errors.append(exc)
+                    errors.append(_noted(exc, IterableValidationNote(f"Structuring {cl} @ index {index}", index, arg)))
             if errors:
                 raise IterableValidationError(f"While structuring {cl!r}", errors, cl)
             return tuple(result)
@@ -425,7 +424,8 @@ class _ClassHook:
 
 
 def _noted(exc: Exception, note: str) -> Exception:
-    exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+    """Attach ``note`` where cattrs reads it: ``__notes__`` is Python 3.11's, so 3.10 gets it by hand."""
+    setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010 - not declared on 3.10
     return exc
 
 

@@ -132,8 +132,8 @@ def _run(
 
 @pytest.mark.parametrize(("plugin", "scenario"), [pytest.param(p, s, id=i) for i, p, s in CASES + _extra_cases()])
 def test_plugin_against_piped(harness: str, plugin: str, scenario: str | None) -> None:
-    if not os.path.exists(os.path.join(ROOT, plugin)):
-        pytest.skip(f"{plugin} does not exist (yet)")
+    missing = [path for path in (plugin, scenario and os.path.join("tests/interop", scenario)) if path and not os.path.exists(os.path.join(ROOT, path))]
+    assert not missing, f"interop case files missing: {', '.join(missing)} (a case that cannot run is a failure, not a skip)"
     proc = _run(harness, plugin, scenario)
     if proc.returncode != 0:
         pytest.fail(f"{plugin} failed against piped's code (exit {proc.returncode}):\n{proc.stdout}", pytrace=False)

@@ -90,6 +90,8 @@ type DeploymentCase struct {
 	// Planning outcome: "PLANNED", "FAILED" or "ANY" (default "PLANNED").
 	// With "ANY", a plan that failed skips execute (piped runs nothing).
 	ExpectPlan string `json:"expectPlan,omitempty"`
+	// Text piped's planning error must contain (each item); implies the plan failed.
+	ExpectPlanErrorContains []string `json:"expectPlanErrorContains,omitempty"`
 	// Expected planned stages, in piped's final order. Only given fields compare.
 	ExpectStages []StageShape `json:"expectStages,omitempty"`
 	// Expected versions from DetermineVersions (kind and version).

@@ -392,6 +392,11 @@ func (s *suite) planDeployment(t *T, dc *DeploymentCase) *plan {
 	if exp != "ANY" && exp != outcome {
 		t.Errorf("plan outcome = %s, want %s", outcome, exp)
 	}
+	for _, want := range dc.ExpectPlanErrorContains {
+		if p.planErr == nil || !strings.Contains(p.planErr.Error(), want) {
+			t.Errorf("planning error = %v, want one containing %q", p.planErr, want)
+		}
+	}
 	if p.planErr == nil {
 		s.checkPlannedStages(t, p)
 	}
