@@ -142,7 +142,7 @@ def wait_answered(process: subprocess.Popen[bytes], address: str, timeout: float
     deadline = time.monotonic() + timeout
     channel = grpc.secure_channel(address, credentials) if credentials is not None else grpc.insecure_channel(address)
     with channel:
-        fetch = channel.unary_unary(_FETCH_DEFINED_STAGES, request_serializer=lambda _: b"", response_deserializer=lambda data: data)
+        fetch: grpc.UnaryUnaryMultiCallable[None, bytes] = channel.unary_unary(_FETCH_DEFINED_STAGES, request_serializer=lambda _: b"", response_deserializer=lambda data: data)
         while True:
             if process.poll() is not None:
                 raise NotAnswering(f"exited with status {process.returncode} before serving on {address}", exited=True)

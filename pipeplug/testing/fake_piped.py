@@ -152,7 +152,8 @@ class FakePiped:
         # piped counts every file already in its tools dir as installed
         self._installed = {e.name for e in os.scandir(self._tools_dir) if e.is_file()}
         server = grpc.aio.server()
-        svc_grpc.add_PluginServiceServicer_to_server(_PluginServiceServicer(self), server)
+        servicer = _PluginServiceServicer(self)  # type: ignore[abstract]  # its methods are attached below, one per RPC
+        svc_grpc.add_PluginServiceServicer_to_server(servicer, server)
         self.port = server.add_insecure_port("127.0.0.1:0")
         if not self.port:
             raise RuntimeError("FakePiped could not bind a port on 127.0.0.1")
