@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -57,13 +58,16 @@ def free_port() -> int:
 
 
 def spawn(argv: list[str], core: int | None, **kwargs: t.Any) -> subprocess.Popen[t.Any]:
-    def pin() -> None:
-        if core is not None:
-            os.sched_setaffinity(0, {core})
+    """Start ``argv`` pinned to ``core`` by taskset: no Python runs between fork and exec.
 
+    (A ``preexec_fn`` does, and forking this process while its in-process FakePiped's
+    gRPC threads run aborts the child: the log section died with SIGABRT.)
+    """
+    if core is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", str(core), *argv]
     kwargs.setdefault("stdout", subprocess.DEVNULL)
     kwargs.setdefault("stderr", subprocess.DEVNULL)
-    return subprocess.Popen(argv, preexec_fn=pin, cwd=ROOT, **kwargs)
+    return subprocess.Popen(argv, cwd=ROOT, **kwargs)
 
 
 def stop(proc: subprocess.Popen[t.Any]) -> None:

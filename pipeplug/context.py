@@ -31,6 +31,7 @@ import typing as t
 
 from .piped import PipedError
 from .stagelog import StageLog
+from .stagelog import complete_stage_log
 
 if t.TYPE_CHECKING:
     from .piped import PipedClient
@@ -336,6 +337,7 @@ class Context:
 
     def __init__(
         self,
+        *,
         plugin_name: str,
         rpc: str,
         deployment: Deployment | None = None,
@@ -349,7 +351,6 @@ class Context:
         logger: logging.LoggerAdapter[logging.Logger] | None = None,
         log: StageLog | None = None,
         piped: PipedClient | None = None,
-        *,
         deployment_pb: t.Any = None,
         stage_pb: t.Any = None,
         stage_logs: StageLogFlusher | None = None,
@@ -675,3 +676,30 @@ class Context:
     def run_sync(self, command: str | t.Sequence[str], **options: t.Any) -> ProcessResult:
         """:meth:`run` for sync handlers; a cancelled stage stops the command the same way."""
         return self._bridge.run(self.run(command, **options), "ctx.run")
+
+
+# -- what the framework does to a context when its call ends (functions, so users never see them as methods) --
+
+
+def cancel(ctx: Context) -> None:
+    """Mark ``ctx`` cancelled: ``ctx.cancelled`` turns true and a waiting ``*_sync`` twin raises CancelledError."""
+    ctx._cancel()
+
+
+def never_awaited(ctx: Context) -> list[str]:
+    """The async API calls the handler made but never started (closed now), as written, e.g. ``ctx.stage_metadata.put(...)``."""
+    return ctx._never_awaited() if ctx._pending else []
+
+
+def end_stage_log(ctx: Context, *, rerun: bool) -> asyncio.Future[None] | None:
+    """Complete the stage's log when the stage ends; return what to await first (None: nothing).
+
+    A log nothing was written to is left alone unless ``rerun`` (piped
+    re-executes the stage, and the process it lost may have left lines waiting
+    for completion). From now on, a line written reaches the process log only.
+    """
+    if ctx._log is None and not rerun:
+        ctx._stage_logs = None
+        return None
+    completed = complete_stage_log(ctx.log, empty_too=rerun)
+    return None if completed.done() else completed

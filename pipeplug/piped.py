@@ -20,6 +20,7 @@ import grpc
 from ._gen.model import command_pb2 as command_pb
 from ._gen.piped import service_pb2 as svc_pb
 from ._gen.piped import service_pb2_grpc as svc_grpc
+from .errors import PipeplugError
 
 #: codes worth retrying: piped restarting, overloaded or slow; the others will not change on retry
 RETRYABLE_CODES = frozenset(
@@ -34,7 +35,7 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class PipedError(Exception):
+class PipedError(PipeplugError):
     """A PluginService call failed; ``rpc``, ``code`` and ``details`` say which, how and why."""
 
     def __init__(self, rpc: str, code: grpc.StatusCode, details: str) -> None:

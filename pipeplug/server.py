@@ -19,6 +19,7 @@ import typing as t
 import grpc
 
 from . import logconfig
+from .errors import PipeplugError
 from .guard import GuardedRegistrar
 from .loopwatch import LoopWatch
 from .loopwatch import threshold_from_env
@@ -74,7 +75,7 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-class StartupError(RuntimeError):
+class StartupError(PipeplugError, RuntimeError):
     """The plugin cannot start: a startup hook failed, a file is missing, or no address could be bound."""
 
 

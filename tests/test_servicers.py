@@ -418,7 +418,7 @@ def test_bad_pipeline_plan_is_refused_with_reason():
         with pytest.raises(grpc.RpcError) as err:
             stubs.deployment.BuildPipelineSyncStages(req)
     assert err.value.code() == grpc.StatusCode.INTERNAL
-    assert "planned 'A' at index 99, which piped did not request (requested: [0])" in err.value.details()
+    assert "plan(): real piped would fail the plan: BuildPipelineSyncStages stage 0 (A) has index 99, which was not requested (requested: [0])" in err.value.details()
 
 
 @pytest.mark.parametrize(

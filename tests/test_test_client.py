@@ -221,7 +221,7 @@ def test_a_resource_without_id_is_refused():
         return pipeplug.LiveState([pipeplug.Resource(id="", name="x")], pipeplug.SyncStatus.SYNCED)
 
     with app.test_client() as client:
-        with pytest.raises(PipedWouldRefuse, match="resource 0 .* has an empty id"):
+        with pytest.raises(PluginCallError, match="resource 0 .* has an empty id"):
             client.get_livestate()
 
 
