@@ -139,6 +139,10 @@ class PipedClient:
     async def close(self) -> None:
         await self._channel.close()
 
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The channel's state now (asking it to connect if idle), for health checks."""
+        return self._channel.get_state(try_to_connect=True)
+
     async def _call(self, rpc: str, request: t.Any, *, no_deadline: bool = False) -> t.Any:
         try:
             return await getattr(self._stub, rpc)(request, timeout=None if no_deadline else self.options.rpc_timeout)

@@ -20,6 +20,7 @@ import grpc
 
 from . import logconfig
 from .errors import PipeplugError
+from .handlers import RegistrationError
 from .guard import GuardedRegistrar
 from .loopwatch import LoopWatch
 from .loopwatch import threshold_from_env
@@ -161,7 +162,10 @@ class PluginServer:
 
     async def start(self) -> None:
         """Run startup hooks, then bind and start serving."""
-        self.app._started = True
+        try:
+            self.app.finalize()
+        except RegistrationError as exc:
+            raise StartupError(str(exc)) from None
         self._stopped = asyncio.Event()
         try:
             blocked_threshold = threshold_from_env()
@@ -251,9 +255,8 @@ class PluginServer:
         problems = []
         if self.server is None or self._stop_task is not None:
             problems.append("gRPC server is not serving (stopping or not started)")
-        channel = getattr(self.piped, "_channel", None)  # PipedClient has no public connectivity accessor yet
-        if channel is not None:
-            state = channel.get_state(try_to_connect=True)
+        if self.piped is not None:
+            state = self.piped.connectivity()
             if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
                 problems.append(f"connection to piped at {self.piped_address} is {state.name}")
         return problems

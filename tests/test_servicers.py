@@ -529,3 +529,29 @@ def test_a_metadata_call_never_awaited_fails_the_stage_naming_it():
     assert forgot_in_sync.message.endswith(". all done")
     assert (fine.status, fine.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v", "t": "task"})
     assert (twins.status, twins.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v"})
+
+
+# -- StageFailed: a handler fails its stage on purpose -------------------------------------------
+
+
+@pytest.mark.parametrize("is_async", [True, False])
+def test_stage_failed_ends_the_stage_with_its_message_and_no_traceback(is_async):
+    import pipeplug
+
+    app = pipeplug.App("fails")
+
+    def check(ctx):
+        ctx.log.info("checking")
+        raise pipeplug.StageFailed("the canary's error rate is 7%, above 5%")
+
+    async def check_async(ctx):
+        check(ctx)
+
+    app.stage("CHECK")(check_async if is_async else check)
+    with app.test_client() as client:
+        run = client.execute_stage("CHECK")
+    assert run.status.name == "FAILURE"
+    assert run.message == "the canary's error rate is 7%, above 5%"
+    assert run.logs == [("INFO", "checking"), ("ERROR", "the canary's error rate is 7%, above 5%")]
+    assert run.log_completed
+

@@ -340,6 +340,7 @@ def test_the_plugin_gets_pipeds_argv(tmp_path, fake_piped):
         import pipeplug
         print("ARGV " + json.dumps(sys.argv[1:]), file=sys.stderr, flush=True)
         app = pipeplug.App("argv")
+        app.stage("A")(lambda: None)
         app.main()
         """,
     )
