@@ -111,7 +111,7 @@ class GuardedRegistrar:
             except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
                 return _Malformed(f"{type(exc).__name__}: {exc}")
 
-        async def call(request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
+        async def call(request: t.Any, context: grpc.aio.ServicerContext[t.Any, t.Any]) -> t.Any:
             if type(request) is _Malformed:
                 metrics.rpc_finished(method, "INVALID_ARGUMENT", 0.0)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid {message_name} ({request.error})")
@@ -130,7 +130,7 @@ class GuardedRegistrar:
             started = perf_counter()
             masking = has_secrets()
             if masking:
-                context = t.cast(grpc.aio.ServicerContext, MaskingContext(context))
+                context = t.cast("grpc.aio.ServicerContext[t.Any, t.Any]", MaskingContext(context))
             try:
                 response = await inner(request, context)
                 if _cancel_check():

@@ -137,7 +137,7 @@ class PipedClient:
         return f"<PipedClient {self.address}>"
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
     def connectivity(self) -> grpc.ChannelConnectivity:
         """The channel's state now (asking it to connect if idle), for health checks."""

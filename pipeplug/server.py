@@ -225,7 +225,7 @@ class PluginServer:
                 bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
             except RuntimeError as exc:
                 bound = 0
-                error = exc
+                error: RuntimeError | None = exc
             else:
                 error = None
             if not bound:

@@ -95,7 +95,7 @@ class Dispatcher:
         """The injectable values of one call, from what the servicer decoded (see :class:`~pipeplug.inject.Values`)."""
         return Values(self.injector, ctx, **given)
 
-    async def call_hook(self, context: grpc.aio.ServicerContext, handler: Handler, values: Values) -> t.Any:
+    async def call_hook(self, context: grpc.aio.ServicerContext[t.Any, t.Any], handler: Handler, values: Values) -> t.Any:
         """Call a planning, livestate or plan-preview handler; failures become gRPC errors."""
         label = f"@app.{handler.hook} handler {handler.qualname}()"
         try:
@@ -109,7 +109,7 @@ class Dispatcher:
             await context.abort(grpc.StatusCode.INTERNAL, f"{label} failed: {type(exc).__name__}: {exc}")
 
 
-async def _require(context: grpc.aio.ServicerContext, message: t.Any, field: str, path: str) -> t.Any:
+async def _require(context: grpc.aio.ServicerContext[t.Any, t.Any], message: t.Any, field: str, path: str) -> t.Any:
     if not message.HasField(field):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{path} is required but was not set")
     return getattr(message, field)
