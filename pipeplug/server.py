@@ -351,6 +351,16 @@ async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.A
     return servicer
 
 
+def _freeze_startup_heap() -> None:
+    """Hide what startup loaded (modules, grpc, the app) from the garbage collector for good.
+
+    It lives as long as the process, and a full collection while stages run
+    would otherwise scan all of it inside whichever handler set it off
+    (bench/README.md, "Performance tricks in the core").
+    """
+    gc.freeze()
+
+
 def _sync_pool(app: App, workers: int) -> Executor | None:
     handlers = [*(spec.handler for spec in app.stages.values()), *app.hooks.values(), *app.startup_hooks]
     if all(handler.is_async for handler in handlers):
@@ -387,12 +397,7 @@ def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
     async def main() -> PluginServer:
         server = PluginServer(app, settings, **options)
         await server.start()
-        # Everything loaded at startup (modules, grpc, the app) lives as long as the process: move
-        # it out of the collector's sight, so a full collection while stages run scans only what
-        # they allocated, not the whole startup heap (~25 ms on a small machine, inside whatever
-        # handler happened to trigger it). Freezing takes microseconds; the few unreachable
-        # objects startup leaves (a gc.collect() finds ~25) are not worth a collection first.
-        gc.freeze()
+        _freeze_startup_heap()
         await server.serve_forever()
         return server
 
