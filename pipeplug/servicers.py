@@ -298,7 +298,9 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         if isinstance(ended, Stopped):  # piped keeps the stage RUNNING and executes it again after its restart
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_RUNNING, message=ended.message)
         status, message = ended
-        return await valid_reply(context, deploy_pb.ExecuteStageResponse(status=int(status), message=message), validation.check_execute_stage_status(int(status)))
+        response = deploy_pb.ExecuteStageResponse(status=int(status), message=message)
+        problems = validation.check_execute_stage_status(response.status)
+        return await valid_reply(context, response, problems) if problems else response
 
 
 async def valid_reply(context: t.Any, response: t.Any, problems: list[str], label: str = "") -> t.Any:

@@ -77,7 +77,10 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
         entry = deployment.deploy_targets_by_plugin.get(dispatcher.settings.name)
         refused = dispatcher.no_deploy_targets(entry.deploy_targets if entry is not None else (), "ExecuteStage")
         if refused:
-            raise StageRefused(await _end(spec, ctx, StageStatus.FAILURE, refused, started, logged=False))
+            completed = _end(spec, ctx, StageStatus.FAILURE, refused, started, logged=False)
+            if completed is not None:
+                await asyncio.shield(completed)
+            raise StageRefused(refused)
     values = Values(
         dispatcher.injector,
         ctx,
@@ -122,7 +125,9 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
     calls = never_awaited(ctx)
     if calls:
         status, message = _fail_never_awaited(ctx, spec, calls, message, logged)
-    await _end(spec, ctx, status, message, started, logged=logged)
+    completed = _end(spec, ctx, status, message, started, logged=logged)
+    if completed is not None:  # answer piped once the stage's log reached it
+        await asyncio.shield(completed)
     return status, message
 
 
@@ -142,8 +147,8 @@ def _fail_never_awaited(ctx: Context, spec: StageSpec, calls: list[str], message
     return StageStatus.FAILURE, f"{reason}. {message}" if message else reason
 
 
-async def _end(spec: StageSpec, ctx: Context, status: StageStatus, message: str, started: float, *, logged: bool) -> str:
-    """Report the stage's end and wait until its log reached piped; return ``message``.
+def _end(spec: StageSpec, ctx: Context, status: StageStatus, message: str, started: float, *, logged: bool) -> asyncio.Future[None] | None:
+    """Report the stage's end; return what to await before answering piped (the log's completion), if anything.
 
     Piped never shows the reply's message, so it also goes to the stage log
     (an ERROR line for a failure) unless it is there already.
@@ -159,7 +164,4 @@ async def _end(spec: StageSpec, ctx: Context, status: StageStatus, message: str,
         where = f"stage {spec.name} (stage id {ctx.stage_id}, deployment {ctx.deployment_id})"
         ctx.logger.log(level, "%s finished %s in %.3fs%s", where, status.name, time.monotonic() - started, f": {message}" if message else "")
     # A stage piped re-executes (RUNNING) completes its log even if this process wrote nothing.
-    completed = end_stage_log(ctx, rerun=ctx.stage_status == model_pb.STAGE_RUNNING)
-    if completed is not None:
-        await asyncio.shield(completed)
-    return message
+    return end_stage_log(ctx, rerun=ctx.stage_status == model_pb.STAGE_RUNNING)
