@@ -81,11 +81,13 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
             if completed is not None:
                 await asyncio.shield(completed)
             raise StageRefused(refused)
+    handler = spec.handler
+    wants = handler.params  # read the source messages only for a handler that asks for them
     values = Values(
         dispatcher.injector,
         ctx,
-        target_source=inp.target_deployment_source if inp.HasField("target_deployment_source") else None,
-        running_source=inp.running_deployment_source if inp.HasField("running_deployment_source") else None,
+        target_source=inp.target_deployment_source if _wants_target(wants) and inp.HasField("target_deployment_source") else None,
+        running_source=inp.running_deployment_source if "running_source" in wants and inp.HasField("running_deployment_source") else None,
         target_names=deployment,
         stage=(spec, inp.stage_config),
     )
@@ -94,7 +96,6 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
     in_flight = dispatcher.in_flight
     in_flight.begin(ctx)
     routed = current_stage.set(ctx)
-    handler = spec.handler
     logged = False
     running: t.Any = None
     try:
@@ -129,6 +130,11 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
     if completed is not None:  # answer piped once the stage's log reached it
         await asyncio.shield(completed)
     return status, message
+
+
+def _wants_target(params: tuple[str, ...]) -> bool:
+    """Whether a handler with these parameters reads the target source (``app_spec`` is read from it)."""
+    return "target_source" in params or "app_spec" in params
 
 
 def _fail_never_awaited(ctx: Context, spec: StageSpec, calls: list[str], message: str, logged: bool) -> tuple[StageStatus, str]:
