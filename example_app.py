@@ -237,14 +237,13 @@ def sync(
 
 
 @app.stage("DIR_VERIFY")
-def verify(deploy_targets: list[pipeplug.DeployTarget], options: VerifyOptions) -> StageResult | None:
+def verify(deploy_targets: list[pipeplug.DeployTarget], options: VerifyOptions) -> None:
     """Fail when a file listed in ``with.files`` is missing from a live release."""
     for target in deploy_targets:
         release = current_release(target)
         missing = [f for f in options.files if release is None or not os.path.exists(os.path.join(release, f))]
         if missing:
-            return StageResult(StageStatus.FAILURE, f"{target.name}: missing {', '.join(missing)}")
-    return None
+            raise pipeplug.StageFailed(f"{target.name}: missing {', '.join(missing)}")
 
 
 @app.stage("DIR_ROLLBACK", rollback=True)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics

@@ -8,7 +8,7 @@ list, a mapping, a duration, a Literal, an Optional) from the same JSON value,
 pipeplug's with its camelCase keys and every type checked, stock cattrs with
 snake_case keys and its coercing defaults. Rounds alternate between the two;
 each figure is the median µs per call. The stage path structures a ``with:``
-once per distinct value (servicers.py), so this is a per-deployment cost, not
+once per distinct value (inject.py, ``reusable_options``), so this is a per-deployment cost, not
 a per-call one. Prints one JSON object.
 """
 

@@ -24,6 +24,8 @@ if t.TYPE_CHECKING:
     from .enums import StageStatus as StageStatus
     from .enums import SyncStatus as SyncStatus
     from .enums import SyncStrategy as SyncStrategy
+    from .errors import PipeplugError as PipeplugError
+    from .errors import StageFailed as StageFailed
     from .handlers import RegistrationError as RegistrationError
     from .logconfig import secret as secret
     from .piped import PipedError as PipedError
@@ -48,8 +50,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App", "ArtifactKind", "ArtifactVersion", "CommandType", "ConfigError", "Context", "Deployment",
-    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "Percentage", "PipedError",
-    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Replicas", "Resource", "StageCommand", "StageLog",
+    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "Percentage", "PipedError", "PipeplugError",
+    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Replicas", "Resource", "StageCommand", "StageFailed", "StageLog",
     "StageRequest", "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "secret",
 ]  # fmt: skip
 
@@ -60,6 +62,8 @@ _SOURCES = {
     "CommandType": "context",
     "Context": "context",
     "StageCommand": "context",
+    "PipeplugError": "errors",
+    "StageFailed": "errors",
     "RegistrationError": "handlers",
     "secret": "logconfig",
     "PipedError": "piped",

@@ -285,6 +285,30 @@ class App:
         """Register a startup function; see :meth:`on_startup`."""
         self.startup_hooks.append(analyse(func, "on_startup", label="@app.on_startup"))
 
+    # -- serving ----------------------------------------------------------
+
+    def finalize(self) -> None:
+        """Check the app is something piped can use, then refuse further registration; the server calls it.
+
+        Raises :class:`~pipeplug.RegistrationError` for an app that registers
+        nothing piped can call, or a planning hook with no stage to plan.
+        Calling it again does nothing.
+        """
+        if self._started:
+            return
+        if not self.stages and not self.hooks:
+            raise RegistrationError(
+                f"App {self.name!r} registers nothing piped can call: add @app.stage(...) (or @app.livestate / "
+                "@app.plan_preview for a plugin without stages) before serving it"
+            )
+        planners = [hook for hook in ("pipeline", "quick_sync") if hook in self.hooks]
+        if planners and not self.stages:
+            raise RegistrationError(
+                f"App {self.name!r} registers @app.{planners[0]} but no stage: the stages it plans must be this "
+                "plugin's own, so piped could not route any of them; add @app.stage(...) for each"
+            )
+        self._started = True
+
     # -- derived views ----------------------------------------------------
 
     def defined_stages(self) -> list[str]:

@@ -29,11 +29,13 @@ _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m":
 #: how an error names a duration, here and in the converter's messages
 DURATION_EXAMPLE = 'a duration such as "30s"'
 
+from .errors import PipeplugError
+
 if t.TYPE_CHECKING:
     from .converter import StrictConverter
 
 
-class ConfigError(ValueError):
+class ConfigError(PipeplugError, ValueError):
     """A config value does not fit its declared class.
 
     ``problems`` holds one ``"path: what was wrong"`` line per bad field.

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import concurrent.futures
 import enum
 import functools
 import logging
 import threading
 import typing as t
 
-from .piped import PipedError
 from .stagelog import StageLog
+from .stagelog import complete_stage_log
+from .syncbridge import SyncBridge
 
 if t.TYPE_CHECKING:
     from .piped import PipedClient
@@ -127,60 +127,6 @@ def _tracked(method: t.Callable[t.Concatenate[S, P], t.Coroutine[t.Any, t.Any, T
         return _Call(method(self, *args, **kwargs), f"{label}.{name}(...)", pending)
 
     return call
-
-
-class _SyncBridge:
-    """What a context needs on the thread side: running its coroutines on the loop, and a cancel event.
-
-    Built only when a sync handler (or a thread) first needs it, so async
-    stages, the common case, pay for none of it.
-    """
-
-    __slots__ = ("loop", "event", "_lock", "_pending", "_cancelled")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop | None, cancelled: bool) -> None:
-        self.loop = loop
-        self.event = threading.Event()
-        self._lock = threading.Lock()
-        self._pending: set[concurrent.futures.Future[t.Any]] = set()
-        self._cancelled = False
-        if cancelled:
-            self.cancel()
-
-    def run(self, coro: t.Coroutine[t.Any, t.Any, T], what: str) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            coro.close()
-            raise RuntimeError(
-                f"{what}_sync() waits for piped, so it cannot run on the event loop (that would stall the loop serving it); "
-                f"in an async handler write `await {what}(...)`"
-            )
-        if self.loop is None or self.loop.is_closed():
-            coro.close()
-            raise RuntimeError(f"{what}_sync(): this context belongs to no running server")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        with self._lock:
-            if self._cancelled:
-                future.cancel()
-            self._pending.add(future)
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise asyncio.CancelledError(f"{what}_sync(): the stage was cancelled by piped") from None
-        finally:
-            with self._lock:
-                self._pending.discard(future)
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._cancelled = True
-            pending = list(self._pending)
-        self.event.set()
-        for future in pending:
-            future.cancel()
 
 
 class Metadata:
@@ -336,6 +282,7 @@ class Context:
 
     def __init__(
         self,
+        *,
         plugin_name: str,
         rpc: str,
         deployment: Deployment | None = None,
@@ -349,7 +296,6 @@ class Context:
         logger: logging.LoggerAdapter[logging.Logger] | None = None,
         log: StageLog | None = None,
         piped: PipedClient | None = None,
-        *,
         deployment_pb: t.Any = None,
         stage_pb: t.Any = None,
         stage_logs: StageLogFlusher | None = None,
@@ -378,7 +324,7 @@ class Context:
         except RuntimeError:
             self._loop = None
         self._cancel_requested = False
-        self._sync: _SyncBridge | None = None
+        self._sync: SyncBridge | None = None
         #: coroutines of the async API not started yet (see _Call); None until the first call
         self._pending: set[_Call] | None = None
 
@@ -455,12 +401,12 @@ class Context:
         return self._bridge.event.wait(timeout)
 
     @property
-    def _bridge(self) -> _SyncBridge:
+    def _bridge(self) -> SyncBridge:
         sync = self._sync
         if sync is None:
             with _LAZY_LOCK:
                 if self._sync is None:
-                    self._sync = _SyncBridge(self._loop, self._cancel_requested)
+                    self._sync = SyncBridge(self._loop, self._cancel_requested)
                 sync = self._sync
         return sync
 
@@ -559,25 +505,9 @@ class Context:
         """
         client = self._client("commands()", deployment=self.deployment_id, stage=self.stage_id)
         every = client.options.command_poll_interval if interval is None else interval
-        return self._poll_commands(client, every)
+        from .approval import poll_commands
 
-    async def _poll_commands(self, client: PipedClient, every: float) -> t.AsyncIterator[StageCommand]:
-        seen: set[str] = set()
-        known = set(CommandType._value2member_map_)
-        while True:
-            try:
-                found = await client.list_stage_commands(self.deployment_id, self.stage_id)
-            except PipedError as exc:
-                if not exc.retryable:
-                    raise
-                self.logger.warning("listing stage commands failed, trying again in %.1fs: %s", every, exc)
-                found = []
-            for command in found:
-                if command.id in seen or command.type not in known:
-                    continue
-                seen.add(command.id)
-                yield StageCommand(command.id, CommandType(command.type), command.commander, command.created_at)
-            await asyncio.sleep(every)
+        return poll_commands(self, client, every)
 
     def commands_sync(self, *, interval: float | None = None) -> t.Iterator[StageCommand]:
         """:meth:`commands` for sync handlers: a blocking iterator."""
@@ -609,41 +539,9 @@ class Context:
         UI shows the Approve button only on stages planned with
         ``available_operation=ManualOperation.APPROVE`` (or named WAIT_APPROVAL).
         """
-        allowed = list(self.authorized_operators if approvers is None else approvers)
-        if isinstance(min_approvers, bool) or not isinstance(min_approvers, int) or min_approvers < 1:
-            raise ValueError(f"wait_for_approval(min_approvers={min_approvers!r}): expected a whole number of at least 1")
-        if allowed and min_approvers > len(set(allowed)):
-            raise ValueError(
-                f"wait_for_approval(min_approvers={min_approvers}) can never be met: only {len(set(allowed))} user(s) may approve "
-                f"({', '.join(allowed)}); lower min_approvers or add approvers"
-            )
-        metadata = self.stage_metadata
-        recorded = await metadata.get(METADATA_KEY_STAGE_APPROVED_USERS)
-        approved = [user for user in (recorded or "").split(", ") if user]
-        if len(approved) >= min_approvers:
-            self.log.success("Already approved by %s", ", ".join(approved))
-            return approved
-        who = f" from {', '.join(allowed)}" if allowed else ""
-        self.log.info("Waiting for approval of at least %d user(s)%s...", min_approvers, who)
-        async for command in self.commands(interval=interval):
-            user = command.commander
-            if command.type != CommandType.APPROVE_STAGE or user in approved:
-                continue
-            if not user or (allowed and user not in allowed):
-                self.log.warning("Ignoring an approval from %r: not one of the approvers (%s)", user, ", ".join(allowed) or "anyone")
-                continue
-            approved.append(user)
-            self.log.info("Got approval from %s", user)
-            names = ", ".join(approved)
-            try:
-                await metadata.put_many({METADATA_KEY_STAGE_APPROVED_USERS: names, METADATA_KEY_STAGE_DISPLAY: f"Approved by: {names}"})
-            except PipedError as exc:
-                self.log.error("Could not record the approval in stage metadata: %s", exc)
-            if len(approved) >= min_approvers:
-                self.log.success("Approved by %s", names)
-                return approved
-            self.log.info("Waiting for %d more approver(s)...", min_approvers - len(approved))
-        raise AssertionError("unreachable: ctx.commands() never ends")  # pragma: no cover
+        from .approval import wait_for_approval
+
+        return await wait_for_approval(self, min_approvers, approvers, interval)
 
     def wait_for_approval_sync(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
         """:meth:`wait_for_approval` for sync handlers."""
@@ -675,3 +573,30 @@ class Context:
     def run_sync(self, command: str | t.Sequence[str], **options: t.Any) -> ProcessResult:
         """:meth:`run` for sync handlers; a cancelled stage stops the command the same way."""
         return self._bridge.run(self.run(command, **options), "ctx.run")
+
+
+# -- what the framework does to a context when its call ends (functions, so users never see them as methods) --
+
+
+def cancel(ctx: Context) -> None:
+    """Mark ``ctx`` cancelled: ``ctx.cancelled`` turns true and a waiting ``*_sync`` twin raises CancelledError."""
+    ctx._cancel()
+
+
+def never_awaited(ctx: Context) -> list[str]:
+    """The async API calls the handler made but never started (closed now), as written, e.g. ``ctx.stage_metadata.put(...)``."""
+    return ctx._never_awaited() if ctx._pending else []
+
+
+def end_stage_log(ctx: Context, *, rerun: bool) -> asyncio.Future[None] | None:
+    """Complete the stage's log when the stage ends; return what to await first (None: nothing).
+
+    A log nothing was written to is left alone unless ``rerun`` (piped
+    re-executes the stage, and the process it lost may have left lines waiting
+    for completion). From now on, a line written reaches the process log only.
+    """
+    if ctx._log is None and not rerun:
+        ctx._stage_logs = None
+        return None
+    completed = complete_stage_log(ctx.log, empty_too=rerun)
+    return None if completed.done() else completed

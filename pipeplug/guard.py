@@ -17,6 +17,7 @@ import typing as t
 import grpc
 
 from ._gen.model import deployment_pb2 as model_pb
+from .grpc_private import generic_handler_methods
 from .logconfig import has_secrets
 from .masking import MaskingContext
 from .masking import mask_message
@@ -74,10 +75,9 @@ class GuardedRegistrar:
 
     def add_generic_rpc_handlers(self, handlers: t.Sequence[t.Any]) -> None:
         for handler in handlers:
-            table = getattr(handler, "_method_handlers", None)  # grpc.method_handlers_generic_handler's
-            if isinstance(table, dict) and hasattr(handler, "service_name"):
-                service = handler.service_name()
-                names = {path.rsplit("/", 1)[-1]: h for path, h in table.items()}
+            methods = generic_handler_methods(handler)
+            if methods is not None:
+                service, names = methods
                 handler = grpc.method_handlers_generic_handler(service, self._guarded(service, names))
             self.server.add_generic_rpc_handlers((handler,))
 
@@ -111,7 +111,7 @@ class GuardedRegistrar:
             except Exception as exc:  # noqa: BLE001 - any parse failure is the caller's bad input
                 return _Malformed(f"{type(exc).__name__}: {exc}")
 
-        async def call(request: t.Any, context: grpc.aio.ServicerContext) -> t.Any:
+        async def call(request: t.Any, context: grpc.aio.ServicerContext[t.Any, t.Any]) -> t.Any:
             if type(request) is _Malformed:
                 metrics.rpc_finished(method, "INVALID_ARGUMENT", 0.0)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is not a valid {message_name} ({request.error})")
@@ -130,7 +130,7 @@ class GuardedRegistrar:
             started = perf_counter()
             masking = has_secrets()
             if masking:
-                context = t.cast(grpc.aio.ServicerContext, MaskingContext(context))
+                context = t.cast("grpc.aio.ServicerContext[t.Any, t.Any]", MaskingContext(context))
             try:
                 response = await inner(request, context)
                 if _cancel_check():

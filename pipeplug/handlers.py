@@ -15,6 +15,8 @@ import types
 import typing as t
 from concurrent.futures import Executor
 
+from .errors import PipeplugError
+
 #: What each injectable name means, for error messages and docs.
 INJECTABLE: dict[str, str] = {
     "ctx": "the call's context",
@@ -88,7 +90,7 @@ class Handler:
         return loop.run_in_executor(executor, call)
 
 
-class RegistrationError(TypeError):
+class RegistrationError(PipeplugError, TypeError):
     """A handler cannot be registered as written."""
 
 

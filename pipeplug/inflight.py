@@ -26,6 +26,10 @@ import logging
 import time
 import typing as t
 
+from .context import cancel
+from .stagelog import complete_stage_log
+from .stagelog import suspend_stage_log
+
 if t.TYPE_CHECKING:
     from .context import Context
 
@@ -61,7 +65,7 @@ class InFlight:
         if task is not None:
             self._running[ctx] = task
         if self.stopping and task is not None:  # a call accepted just before the server closed: stop it too
-            ctx._cancel()
+            cancel(ctx)
             task.cancel()
 
     def end(self, ctx: Context) -> None:
@@ -72,7 +76,7 @@ class InFlight:
         self.stopping = True
         running = list(self._running.items())
         for ctx, task in running:
-            ctx._cancel()
+            cancel(ctx)
             task.cancel()
         return len(running)
 
@@ -82,7 +86,7 @@ class InFlight:
         Returns None when piped cancelled (end the call now), or, when the
         process is stopping, the task to await before answering STAGE_RUNNING.
         """
-        ctx._cancel()
+        cancel(ctx)
         stopping = self.stopping
         elapsed = time.monotonic() - started
         if stopping:
@@ -112,9 +116,9 @@ class InFlight:
         if thread is not None and thread.done() and not thread.cancelled() and thread.exception() is not None:
             ctx.log.exception("Handler %s() raised after the cancellation", handler, exc=thread.exception())
         if stopping:
-            await asyncio.wait([ctx.log.suspend()], timeout=SUSPEND_SECONDS)
+            await asyncio.wait([suspend_stage_log(ctx.log)], timeout=SUSPEND_SECONDS)
         else:
-            await ctx.log.complete()
+            await complete_stage_log(ctx.log)
 
     def _returned_late(self, thread: asyncio.Future[t.Any]) -> None:
         self.abandoned -= 1

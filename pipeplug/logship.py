@@ -31,7 +31,7 @@ Piped's rules (contract §5.2) and how they are kept:
   the stage piped re-executes later continues the same log.
 
 Writing never touches the network: :meth:`StageLogBuffer.write` appends to a
-flat buffer (:class:`_Lines`) under a lock (safe from sync handlers' threads) and returns. One
+flat buffer (:class:`~pipeplug.loglines.LogLines`) under a lock (safe from sync handlers' threads) and returns. One
 :class:`StageLogFlusher` task per process ships every stage's lines, so 2,000
 idle stages cost 2,000 cheap checks per flush interval, not 2,000 tasks. When
 piped is unreachable, lines stay buffered (up to ``log_buffer_lines`` per
@@ -42,7 +42,6 @@ once piped answers again, in the stage log itself.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import logging
 import threading
@@ -53,6 +52,7 @@ import grpc
 
 from ._gen.model import logblock_pb2 as logblock_pb
 from .logconfig import redact
+from .loglines import LogLines
 from .metrics import METRICS
 from .piped import LogLine
 from .piped import PipedError
@@ -71,129 +71,6 @@ ERROR = logblock_pb.ERROR
 
 #: a longer line is cut, so that one line (at most 4 bytes per character) always fits a request
 MAX_LINE_CHARS = 256 * 1024
-#: rough protobuf framing per LogBlock, for batch sizing
-_BLOCK_OVERHEAD = 32
-
-
-class _Lines:
-    """Log lines in order, stored flat: their texts in one bytearray, their numbers in arrays.
-
-    A garbage collection visits every element of every list or deque it scans, and
-    a stage buffering tens of thousands of lines as tuples made each collection take
-    milliseconds, inside whichever write set it off. Here a line becomes a Python
-    object only when it is read back (to be sent, or spilled to the process log).
-    Positions are relative: 0 is the oldest line held.
-    """
-
-    __slots__ = ("_text", "_ends", "_indexes", "_severities", "_created", "_first")
-
-    def __init__(self) -> None:
-        self._text = bytearray()  # UTF-8 texts, back to back
-        self._ends = array.array("q")  # where each line's text ends in _text
-        self._indexes = array.array("q")
-        self._severities = array.array("b")
-        self._created = array.array("q")
-        self._first = 0  # lines before this one were taken from the front (their storage is still here)
-
-    def __len__(self) -> int:
-        return len(self._ends) - self._first
-
-    def append(self, index: int, text: str, severity: int, created_at: int) -> None:
-        # Nothing the garbage collector tracks is made per line: the buffer gives it nothing to walk.
-        self._text += text.encode()
-        self._ends.append(len(self._text))
-        self._indexes.append(index)
-        self._severities.append(severity)
-        self._created.append(created_at)
-
-    def _start(self, at: int) -> int:
-        """Where line ``at`` (counted from the start of the arrays, taken lines included) starts in _text."""
-        return self._ends[at - 1] if at else 0
-
-    def _adopt(self, other: _Lines) -> None:
-        """Hold ``other``'s storage (which must no longer be used)."""
-        self._text, self._ends, self._first = other._text, other._ends, other._first
-        self._indexes, self._severities, self._created = other._indexes, other._severities, other._created
-
-    def lines(self, start: int = 0, end: int | None = None) -> t.Iterator[LogLine]:
-        """The lines from position ``start`` to ``end`` (exclusive), as tuples made one at a time."""
-        first, stop = self._first + start, len(self._ends) if end is None else self._first + end
-        if stop <= first:
-            return
-        offset = begin = self._start(first)
-        ends = self._ends[first:stop]
-        whole = self._text[begin : ends[-1]].decode()
-        ascii = whole.isascii()  # then byte offsets are character offsets too
-        for index, severity, created_at, end_byte in zip(self._indexes[first:stop], self._severities[first:stop], self._created[first:stop], ends):
-            text = whole[begin - offset : end_byte - offset] if ascii else self._text[begin:end_byte].decode()
-            yield (index, text, severity, created_at)
-            begin = end_byte
-
-    def size(self, start: int = 0, end: int | None = None) -> int:
-        """Request payload of lines ``start:end``: their UTF-8 bytes plus framing per line."""
-        end = len(self) if end is None else end
-        if end <= start:
-            return 0
-        first, last = self._first + start, self._first + end - 1
-        return self._ends[last] - self._start(first) + _BLOCK_OVERHEAD * (end - start)
-
-    def chunks(self, max_bytes: int) -> list[tuple[int, int, int]]:
-        """Split the lines, in order, into requests of at most ``max_bytes`` (one line at least): (start, end, size)."""
-        chunks: list[tuple[int, int, int]] = []
-        ends, first = self._ends, self._first
-        start = first
-        begin = self._start(first)  # where the current chunk's text starts
-        size = 0
-        for at in range(first, len(ends)):
-            grown = ends[at] - begin + _BLOCK_OVERHEAD * (at - start + 1)
-            if at > start and grown > max_bytes:
-                chunks.append((start - first, at - first, size))
-                start, begin = at, ends[at - 1]
-                grown = ends[at] - begin + _BLOCK_OVERHEAD
-            size = grown
-        if len(ends) > start:
-            chunks.append((start - first, len(ends) - first, size))
-        return chunks
-
-    def extend(self, other: _Lines, start: int = 0, end: int | None = None) -> None:
-        """Append ``other``'s lines ``start:end``, in order."""
-        end = len(other) if end is None else end
-        if end <= start:
-            return
-        first, stop = other._first + start, other._first + end
-        begin = other._start(first)
-        shift = len(self._text) - begin
-        self._text += other._text[begin : other._ends[stop - 1]]
-        self._ends.extend(array.array("q", [e + shift for e in other._ends[first:stop]]))
-        self._indexes.extend(other._indexes[first:stop])
-        self._severities.extend(other._severities[first:stop])
-        self._created.extend(other._created[first:stop])
-
-    def take(self, count: int | None = None) -> _Lines:
-        """Remove the ``count`` oldest lines (all by default) and return them."""
-        taken = _Lines()
-        if count is None or count >= len(self):
-            taken._adopt(self)
-            self._adopt(_Lines())
-            return taken
-        taken.extend(self, 0, count)
-        self._first += count
-        if self._first >= 1024 and self._first * 2 >= len(self._ends):
-            kept = _Lines()  # let go of the taken lines' storage
-            kept.extend(self)
-            self._adopt(kept)
-        return taken
-
-    def put_back(self, front: _Lines) -> None:
-        """Put ``front``'s lines back before these (a failed send returns its lines)."""
-        if not len(front):
-            return
-        merged = _Lines()
-        merged.extend(front)
-        merged.extend(self)
-        self._adopt(merged)
-
-
 _FLUSH, _CHECKPOINT, _FINAL = "flush", "checkpoint", "final"
 
 
@@ -221,8 +98,8 @@ class StageLogBuffer:
         #: this many unsent lines wake the flusher before its next tick
         self._early = max(1, min(2000, self._bound // 4))
         self._lock = threading.Lock()
-        self._unsent = _Lines()
-        self._sent = _Lines()
+        self._unsent = LogLines()
+        self._sent = LogLines()
         #: payload bytes in ``_sent``; kept within one request, so a checkpoint's first request repeats them all
         self._sent_bytes = 0
         self._in_flight = 0
@@ -438,7 +315,7 @@ class StageLogBuffer:
         elif op == _FINAL and time.monotonic() >= self._close_deadline:
             self._give_up()
 
-    def _failed(self, op: str, exc: PipedError, rest: _Lines, rest_was_sent: int) -> None:
+    def _failed(self, op: str, exc: PipedError, rest: LogLines, rest_was_sent: int) -> None:
         """``rest``: the lines the failed operation did not deliver, of which the first ``rest_was_sent`` had been sent before."""
         if op == _FINAL and exc.code == grpc.StatusCode.FAILED_PRECONDITION:
             # Already completed: an earlier attempt reached piped although it looked failed, or an
@@ -471,7 +348,7 @@ class StageLogBuffer:
         self._retry_at = time.monotonic() + self._backoff
         log.warning("stage log of stage %s: %s failed, retrying in %.1fs: %s", self.stage_id, op, self._backoff, exc)
 
-    def _lose(self, lines: _Lines) -> None:
+    def _lose(self, lines: LogLines) -> None:
         with self._lock:
             self.dropped += len(lines)
             self._in_flight = 0

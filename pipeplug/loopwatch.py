@@ -25,7 +25,7 @@ import time
 import types
 import typing as t
 
-from .stagelog import _framework_frame
+from .stagelog import framework_frame
 
 if t.TYPE_CHECKING:
     from .context import Context
@@ -123,7 +123,7 @@ class LoopWatch:
         # handler is its outermost frame, the blocking line its innermost.
         plugin: list[types.FrameType] = []
         for frame in frames:
-            if not _framework_frame(frame.f_code.co_filename):
+            if not framework_frame(frame.f_code.co_filename):
                 plugin.append(frame)
             elif plugin:
                 break
@@ -149,10 +149,10 @@ def _name(frame: types.FrameType) -> str:
 
 
 def _stage_of(frames: list[types.FrameType]) -> Context | None:
-    """The context of the stage being served by these frames: the ``ctx`` of pipeplug's ExecuteStage frame."""
+    """The context of the stage being served by these frames: the ``ctx`` of pipeplug's run_stage frame."""
     for frame in frames:
         code = frame.f_code
-        if code.co_name == "ExecuteStage" and _framework_frame(code.co_filename):
+        if code.co_name == "run_stage" and framework_frame(code.co_filename):
             ctx = frame.f_locals.get("ctx")
             return ctx if getattr(ctx, "stage_id", "") else None
     return None

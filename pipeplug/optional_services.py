@@ -15,8 +15,9 @@ from ._gen.plugin import livestate_pb2_grpc as live_grpc
 from ._gen.plugin import planpreview_pb2 as preview_pb
 from ._gen.plugin import planpreview_pb2_grpc as preview_grpc
 from .enums import HealthStatus
+from . import validation
 from .servicers import Dispatcher
-from .servicers import Values
+from .servicers import valid_reply
 from .servicers import checked
 from .servicers import expect_list
 from .types import LiveState
@@ -47,12 +48,13 @@ class LivestateServicer(live_grpc.LivestateServiceServicer):
         if refused:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         ctx = self.d.context("GetLivestate", application_id=request.application_id, application_name=request.application_name)
-        values = Values(self.d, ctx, sources=(request, "deploy_source", ""), target_names=request.deploy_targets)
+        values = self.d.values(ctx, target_source=request.deploy_source if request.HasField("deploy_source") else None, target_names=request.deploy_targets)
         result = await self.d.call_hook(context, handler, values)
         if not isinstance(result, LiveState):
             await context.abort(grpc.StatusCode.INTERNAL, f"@app.livestate handler {handler.qualname}() returned {result!r}; expected a LiveState")
         live, sync = livestate_to_pb(result, plugin_name=self.d.settings.name)
-        return live_pb.GetLivestateResponse(application_live_state=live, sync_state=sync)
+        response = live_pb.GetLivestateResponse(application_live_state=live, sync_state=sync)
+        return await valid_reply(context, response, validation.check_livestate(response), f"@app.livestate handler {handler.qualname}()")
 
 
 class PlanPreviewServicer(preview_grpc.PlanPreviewServiceServicer):
@@ -67,7 +69,12 @@ class PlanPreviewServicer(preview_grpc.PlanPreviewServiceServicer):
         if refused:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused)
         ctx = self.d.context("GetPlanPreview", application_id=request.application_id, application_name=request.application_name)
-        values = Values(self.d, ctx, sources=(request, "target_deployment_source", "running_deployment_source"), target_names=request.deploy_targets)
+        values = self.d.values(
+            ctx,
+            target_source=request.target_deployment_source if request.HasField("target_deployment_source") else None,
+            running_source=request.running_deployment_source if request.HasField("running_deployment_source") else None,
+            target_names=request.deploy_targets,
+        )
         result = await self.d.call_hook(context, handler, values)
         label = f"@app.plan_preview handler {handler.qualname}()"
         results = await checked(context, lambda: expect_list(result, PlanPreview, label))

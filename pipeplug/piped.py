@@ -20,6 +20,7 @@ import grpc
 from ._gen.model import command_pb2 as command_pb
 from ._gen.piped import service_pb2 as svc_pb
 from ._gen.piped import service_pb2_grpc as svc_grpc
+from .errors import PipeplugError
 
 #: codes worth retrying: piped restarting, overloaded or slow; the others will not change on retry
 RETRYABLE_CODES = frozenset(
@@ -34,7 +35,7 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class PipedError(Exception):
+class PipedError(PipeplugError):
     """A PluginService call failed; ``rpc``, ``code`` and ``details`` say which, how and why."""
 
     def __init__(self, rpc: str, code: grpc.StatusCode, details: str) -> None:
@@ -136,7 +137,11 @@ class PipedClient:
         return f"<PipedClient {self.address}>"
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
+
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The channel's state now (asking it to connect if idle), for health checks."""
+        return self._channel.get_state(try_to_connect=True)
 
     async def _call(self, rpc: str, request: t.Any, *, no_deadline: bool = False) -> t.Any:
         try:

@@ -33,6 +33,8 @@ import subprocess
 import time
 import typing as t
 
+from .errors import PipeplugError
+
 if t.TYPE_CHECKING:
     from .context import Context
 
@@ -44,7 +46,7 @@ _READ_CHUNK = 64 * 1024
 _LEVELS = ("info", "warning", "error")
 
 
-class ProcessError(RuntimeError):
+class ProcessError(PipeplugError, RuntimeError):
     """A command run with ``check=True`` failed: it exited non-zero or timed out.
 
     Raised from a stage handler it becomes the stage's FAILURE with this message.

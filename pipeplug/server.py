@@ -19,6 +19,8 @@ import typing as t
 import grpc
 
 from . import logconfig
+from .errors import PipeplugError
+from .handlers import RegistrationError
 from .guard import GuardedRegistrar
 from .loopwatch import LoopWatch
 from .loopwatch import threshold_from_env
@@ -74,7 +76,7 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-class StartupError(RuntimeError):
+class StartupError(PipeplugError, RuntimeError):
     """The plugin cannot start: a startup hook failed, a file is missing, or no address could be bound."""
 
 
@@ -160,7 +162,10 @@ class PluginServer:
 
     async def start(self) -> None:
         """Run startup hooks, then bind and start serving."""
-        self.app._started = True
+        try:
+            self.app.finalize()
+        except RegistrationError as exc:
+            raise StartupError(str(exc)) from None
         self._stopped = asyncio.Event()
         try:
             blocked_threshold = threshold_from_env()
@@ -220,7 +225,7 @@ class PluginServer:
                 bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
             except RuntimeError as exc:
                 bound = 0
-                error = exc
+                error: RuntimeError | None = exc
             else:
                 error = None
             if not bound:
@@ -250,9 +255,8 @@ class PluginServer:
         problems = []
         if self.server is None or self._stop_task is not None:
             problems.append("gRPC server is not serving (stopping or not started)")
-        channel = getattr(self.piped, "_channel", None)  # PipedClient has no public connectivity accessor yet
-        if channel is not None:
-            state = channel.get_state(try_to_connect=True)
+        if self.piped is not None:
+            state = self.piped.connectivity()
             if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
                 problems.append(f"connection to piped at {self.piped_address} is {state.name}")
         return problems
@@ -347,6 +351,16 @@ async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.A
     return servicer
 
 
+def _freeze_startup_heap() -> None:
+    """Hide what startup loaded (modules, grpc, the app) from the garbage collector for good.
+
+    It lives as long as the process, and a full collection while stages run
+    would otherwise scan all of it inside whichever handler set it off
+    (bench/README.md, "Performance tricks in the core").
+    """
+    gc.freeze()
+
+
 def _sync_pool(app: App, workers: int) -> Executor | None:
     handlers = [*(spec.handler for spec in app.stages.values()), *app.hooks.values(), *app.startup_hooks]
     if all(handler.is_async for handler in handlers):
@@ -383,12 +397,7 @@ def run(app: App, settings: PluginSettings, **options: t.Any) -> None:
     async def main() -> PluginServer:
         server = PluginServer(app, settings, **options)
         await server.start()
-        # Everything loaded at startup (modules, grpc, the app) lives as long as the process: move
-        # it out of the collector's sight, so a full collection while stages run scans only what
-        # they allocated, not the whole startup heap (~25 ms on a small machine, inside whatever
-        # handler happened to trigger it). Freezing takes microseconds; the few unreachable
-        # objects startup leaves (a gc.collect() finds ~25) are not worth a collection first.
-        gc.freeze()
+        _freeze_startup_heap()
         await server.serve_forever()
         return server
 

@@ -35,7 +35,8 @@ _PIPEPLUG_DIR = os.path.dirname(__file__) + os.sep
 _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep  # the stdlib: where os.py lives (sysconfig costs ms at import)
 
 
-def _framework_frame(filename: str) -> bool:
+def framework_frame(filename: str) -> bool:
+    """Whether code in ``filename`` is pipeplug's or the stdlib's, not the user's (tracebacks and blame skip it)."""
     if filename.startswith(_PIPEPLUG_DIR):
         return True
     return filename.startswith(_STDLIB_DIR) and "-packages" + os.sep not in filename
@@ -44,7 +45,7 @@ def _framework_frame(filename: str) -> bool:
 def short_traceback(exc: BaseException) -> str:
     """The exception and its innermost few frames, starting at the first frame outside pipeplug and the stdlib."""
     frames = traceback.extract_tb(exc.__traceback__)
-    while len(frames) > 1 and _framework_frame(frames[0].filename):
+    while len(frames) > 1 and framework_frame(frames[0].filename):
         frames.pop(0)
     lines = ["Traceback (most recent call last):"]
     for entry in traceback.StackSummary.from_list(frames[-TRACEBACK_FRAMES:]).format():
@@ -184,8 +185,8 @@ class StageLog(logging.Handler):
         else:
             buffer.write(INFO, text)
 
-    def complete(self, *, empty_too: bool = False) -> asyncio.Future[None]:
-        """Flush what is left and complete the stage log, exactly once; pipeplug calls it when the stage ends.
+    def _complete(self, *, empty_too: bool = False) -> asyncio.Future[None]:
+        """Flush what is left and complete the stage log, exactly once (see :func:`complete_stage_log`).
 
         Later lines reach the process log only. The future resolves when piped
         has the log, or when pipeplug gave up (``log_complete_timeout``); it never fails.
@@ -197,8 +198,8 @@ class StageLog(logging.Handler):
             self._open()
         return self._close(StageLogBuffer.complete)
 
-    def suspend(self) -> asyncio.Future[None]:
-        """Flush what is left without completing the log (pipeplug calls it at shutdown); see :meth:`StageLogBuffer.suspend`."""
+    def _suspend(self) -> asyncio.Future[None]:
+        """Flush what is left without completing the log (see :func:`suspend_stage_log`)."""
         return self._close(StageLogBuffer.suspend)
 
     def _close(self, how: t.Callable[[StageLogBuffer], asyncio.Future[None]]) -> asyncio.Future[None]:
@@ -234,3 +235,12 @@ def route_logging() -> None:
     if _router not in root.handlers:
         root.addHandler(_router)
 
+
+def complete_stage_log(stage_log: StageLog, *, empty_too: bool = False) -> asyncio.Future[None]:
+    """Complete ``stage_log`` when its stage ends: only the framework may, so it is not a method users see."""
+    return stage_log._complete(empty_too=empty_too)
+
+
+def suspend_stage_log(stage_log: StageLog) -> asyncio.Future[None]:
+    """Flush ``stage_log`` without completing it (the process stops; piped executes the stage again)."""
+    return stage_log._suspend()

@@ -236,11 +236,12 @@ def check_strategy(response: t.Any) -> list[str]:
 
 # -- execution ---------------------------------------------------------------------
 
+_FINAL_STATUSES = frozenset((model_pb.STAGE_SUCCESS, model_pb.STAGE_FAILURE, model_pb.STAGE_CANCELLED, model_pb.STAGE_SKIPPED, model_pb.STAGE_EXITED))
+
 
 def check_execute_stage_status(status: int) -> list[str]:
     """ExecuteStage must end in a final status; RUNNING, NOT_STARTED_YET or an undefined value park the deployment."""
-    final = (model_pb.STAGE_SUCCESS, model_pb.STAGE_FAILURE, model_pb.STAGE_CANCELLED, model_pb.STAGE_SKIPPED, model_pb.STAGE_EXITED)
-    if status in final:
+    if status in _FINAL_STATUSES:
         return []
     return [
         f"{PARK}: ExecuteStage answered status {_enum_name(model_pb.StageStatus.DESCRIPTOR, status)}, which is not final; "

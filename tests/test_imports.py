@@ -25,7 +25,7 @@ PUBLIC = (
     "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError", "ProcessError", "ProcessResult",
     "StageLog", "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
     "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest", "StageResult",
-    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "Percentage", "Replicas",
+    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "Percentage", "Replicas", "PipeplugError", "StageFailed",
 )  # fmt: skip
 
 

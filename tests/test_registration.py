@@ -207,3 +207,59 @@ def test_a_partial_with_an_unknown_parameter_is_named_by_its_function():
 
     with pytest.raises(pipeplug.RegistrationError, match=r"handler .*deploy\(\): unknown parameter 'region'"):
         pipeplug.App("p").stage("A")(functools.partial(deploy, 1))
+
+
+# -- App.finalize: what piped could not use is refused before serving ------------------------
+
+
+def _start(app: pipeplug.App) -> None:
+    settings = parse_settings(app, {"name": "p", "port": 0}, require_port=False)
+
+    async def start_and_stop() -> None:
+        server = PluginServer(app, settings, hosts=("127.0.0.1",))
+        try:
+            await server.start()
+        finally:
+            await server.stop(0)
+
+    asyncio.run(start_and_stop())
+
+
+def test_an_app_that_registers_nothing_is_refused_at_start():
+    app = pipeplug.App("empty")
+    with pytest.raises(pipeplug.RegistrationError, match="registers nothing piped can call"):
+        app.finalize()
+    with pytest.raises(pipeplug.PipeplugError, match="'empty' registers nothing piped can call: add @app.stage"):
+        _start(app)
+    app.stage("A")(lambda: None)  # still open for registration: nothing was served
+    _start(app)
+
+
+def test_a_planner_without_stages_is_refused():
+    app = pipeplug.App("planner")
+    app.pipeline(lambda stages: [])
+    with pytest.raises(pipeplug.RegistrationError, match="registers @app.pipeline but no stage"):
+        app.finalize()
+
+
+def test_a_livestate_only_app_is_accepted_and_finalize_closes_registration():
+    app = pipeplug.App("live")
+    app.livestate(lambda: None)
+    app.finalize()
+    app.finalize()  # again: nothing changes
+    with pytest.raises(RuntimeError, match="already serving"):
+        app.stage("A")(lambda: None)
+
+
+def test_pipeplug_exceptions_share_one_root_and_keep_their_builtin_bases():
+    from pipeplug.server import StartupError
+
+    for error, builtin in (
+        (pipeplug.RegistrationError, TypeError),
+        (pipeplug.ConfigError, ValueError),
+        (pipeplug.PipedError, Exception),
+        (pipeplug.ProcessError, RuntimeError),
+        (StartupError, RuntimeError),
+        (pipeplug.StageFailed, Exception),
+    ):
+        assert issubclass(error, pipeplug.PipeplugError) and issubclass(error, builtin), error

@@ -20,6 +20,7 @@ from pipeplug._gen.model import common_pb2
 from pipeplug._gen.model import deployment_pb2 as model_pb
 from pipeplug._gen.plugin import common_pb2 as source_pb
 from pipeplug._gen.plugin import deployment_pb2 as pb
+from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from pipeplug._gen.plugin import livestate_pb2
 from pipeplug._gen.plugin import planpreview_pb2
 
@@ -418,7 +419,7 @@ def test_bad_pipeline_plan_is_refused_with_reason():
         with pytest.raises(grpc.RpcError) as err:
             stubs.deployment.BuildPipelineSyncStages(req)
     assert err.value.code() == grpc.StatusCode.INTERNAL
-    assert "planned 'A' at index 99, which piped did not request (requested: [0])" in err.value.details()
+    assert "plan(): real piped would fail the plan: BuildPipelineSyncStages stage 0 (A) has index 99, which was not requested (requested: [0])" in err.value.details()
 
 
 @pytest.mark.parametrize(
@@ -529,3 +530,54 @@ def test_a_metadata_call_never_awaited_fails_the_stage_naming_it():
     assert forgot_in_sync.message.endswith(". all done")
     assert (fine.status, fine.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v", "t": "task"})
     assert (twins.status, twins.metadata) == (pipeplug.StageStatus.SUCCESS, {"k": "v"})
+
+
+# -- StageFailed: a handler fails its stage on purpose -------------------------------------------
+
+
+@pytest.mark.parametrize("is_async", [True, False])
+def test_stage_failed_ends_the_stage_with_its_message_and_no_traceback(is_async):
+    import pipeplug
+
+    app = pipeplug.App("fails")
+
+    def check(ctx):
+        ctx.log.info("checking")
+        raise pipeplug.StageFailed("the canary's error rate is 7%, above 5%")
+
+    async def check_async(ctx):
+        check(ctx)
+
+    app.stage("CHECK")(check_async if is_async else check)
+    with app.test_client() as client:
+        run = client.execute_stage("CHECK")
+    assert run.status.name == "FAILURE"
+    assert run.message == "the canary's error rate is 7%, above 5%"
+    assert run.logs == [("INFO", "checking"), ("ERROR", "the canary's error rate is 7%, above 5%")]
+    assert run.log_completed
+
+
+
+def test_grpc_private_api_still_holds():
+    """pipeplug.grpc_private reads grpc's generic handler table; a grpcio release that changes it must fail here."""
+    from pipeplug.grpc_private import generic_handler_methods
+
+    recorded: list[t.Any] = []
+
+    class Recorder:  # what the generated add_*_to_server function sees as a server
+        def add_generic_rpc_handlers(self, handlers):
+            recorded.extend(handlers)
+
+        def add_registered_method_handlers(self, service, handlers):
+            pass
+
+    servicer = deploy_grpc.DeploymentServiceServicer()
+    deploy_grpc.add_DeploymentServiceServicer_to_server(servicer, Recorder())
+    (handler,) = recorded
+    found = generic_handler_methods(handler)
+    assert found is not None, "grpc's generic handler no longer exposes its method table: update pipeplug/grpc_private.py"
+    service, methods = found
+    assert service == "grpc.plugin.deploymentapi.v1alpha1.DeploymentService"
+    assert set(methods) == {m.name for m in pb.DESCRIPTOR.services_by_name["DeploymentService"].methods}
+    assert all(callable(m.unary_unary) for m in methods.values())
+    assert generic_handler_methods(object()) is None

@@ -276,12 +276,12 @@ def test_sent_and_dropped_lines_are_counted_in_metrics(tmp_path):
 
 def test_the_flat_line_buffer_behaves_like_a_list_of_lines() -> None:
     # Model check of the storage behind every stage log: the same random operations
-    # on a plain list and on _Lines must always leave the same lines, in order.
-    from pipeplug.logship import _Lines
+    # on a plain list and on LogLines must always leave the same lines, in order.
+    from pipeplug.loglines import LogLines
 
     rng = random.Random(4)
     model: list[tuple[int, str, int, int]] = []
-    lines = _Lines()
+    lines = LogLines()
     for step in range(3000):
         roll = rng.random()
         if roll < 0.7:
@@ -293,7 +293,7 @@ def test_the_flat_line_buffer_behaves_like_a_list_of_lines() -> None:
             assert list(lines.take(count).lines()) == model[:count]
             del model[:count]
         elif roll < 0.85:
-            front = _Lines()
+            front = LogLines()
             returned = [(step, f"again {i}", 1, 2) for i in range(rng.randrange(5))]
             for line in returned:
                 front.append(*line)
@@ -302,7 +302,7 @@ def test_the_flat_line_buffer_behaves_like_a_list_of_lines() -> None:
         elif roll < 0.93:
             start = rng.randrange(len(model) + 1)
             end = rng.randrange(start, len(model) + 1)
-            part = _Lines()
+            part = LogLines()
             part.extend(lines, start, end)
             assert list(part.lines()) == list(lines.lines(start, end)) == model[start:end]
             assert part.size() == lines.size(start, end) == sum(len(text.encode()) + 32 for _, text, _, _ in model[start:end])

@@ -232,7 +232,7 @@ def test_a_resource_without_id_is_refused():
         return pipeplug.LiveState([pipeplug.Resource(id="", name="x")], pipeplug.SyncStatus.SYNCED)
 
     with app.test_client() as client:
-        with pytest.raises(PipedWouldRefuse, match="resource 0 .* has an empty id"):
+        with pytest.raises(PluginCallError, match="resource 0 .* has an empty id"):
             client.get_livestate()
 
 
@@ -351,6 +351,7 @@ def test_the_plugin_gets_pipeds_argv(tmp_path, fake_piped):
         import pipeplug
         print("ARGV " + json.dumps(sys.argv[1:]), file=sys.stderr, flush=True)
         app = pipeplug.App("argv")
+        app.stage("A")(lambda: None)
         app.main()
         """,
     )
