@@ -149,7 +149,7 @@ class GuardedRegistrar:
                 code = "CANCELLED"
                 raise
             except grpc.aio.AbortError:
-                code = _CODE_NAMES.get(context.code(), "UNKNOWN")  # type: ignore[call-overload]
+                code = _CODE_NAMES.get(context.code(), "UNKNOWN")
                 raise
             except Exception as exc:  # noqa: BLE001 - grpc would send the exception's text unmasked
                 log.exception("%s failed", method)

@@ -126,7 +126,7 @@ def render(metrics: Metrics = METRICS) -> tuple[bytes, str]:
             yield CounterMetricFamily("pipeplug_stage_log_lines_dropped", "stage log lines given up on", value=metrics.log_lines_dropped_total)
 
     registry = prom.CollectorRegistry(auto_describe=False)
-    registry.register(Collector())  # type: ignore[arg-type]
+    registry.register(Collector())
     prom.ProcessCollector(registry=registry)
     prom.GCCollector(registry=registry)
     return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST

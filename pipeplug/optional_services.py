@@ -18,6 +18,7 @@ from .enums import HealthStatus
 from . import validation
 from .servicers import Dispatcher
 from .servicers import valid_reply
+from .wire import enum_number
 from .servicers import checked
 from .servicers import expect_list
 from .types import LiveState
@@ -90,7 +91,7 @@ def livestate_to_pb(state: LiveState, *, plugin_name: str) -> tuple[live_state_p
             name=r.name,
             resource_type=r.resource_type,
             resource_metadata=dict(r.metadata),
-            health_status=int(r.health),
+            health_status=enum_number(r.health),
             health_description=r.health_description,
             deploy_target=r.deploy_target,
             plugin_name=plugin_name,
@@ -105,7 +106,7 @@ def livestate_to_pb(state: LiveState, *, plugin_name: str) -> tuple[live_state_p
         health_status=live_state_pb.ApplicationLiveState.HEALTHY if healthy else live_state_pb.ApplicationLiveState.OTHER,
     )
     sync = app_pb.ApplicationSyncState(
-        status=int(state.sync_status), short_reason=state.short_reason, reason=state.reason, timestamp=now
+        status=enum_number(state.sync_status), short_reason=state.short_reason, reason=state.reason, timestamp=now
     )
     return live, sync
 

@@ -173,7 +173,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             result = Strategy(result)
         label = f"@app.strategy handler {handler.qualname}()"
         problems = [] if isinstance(result, Strategy) else ["it must return a SyncStrategy, a Strategy(...) or None"]
-        response = deploy_pb.DetermineStrategyResponse(sync_strategy=int(result.strategy), summary=result.summary) if not problems else None
+        response = deploy_pb.DetermineStrategyResponse(sync_strategy=wire.enum_number(result.strategy), summary=result.summary) if not problems else None
         if response is not None:
             problems = validation.check_strategy(response)
         if problems:
@@ -298,7 +298,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         if isinstance(ended, Stopped):  # piped keeps the stage RUNNING and executes it again after its restart
             return deploy_pb.ExecuteStageResponse(status=model_pb.STAGE_RUNNING, message=ended.message)
         status, message = ended
-        response = deploy_pb.ExecuteStageResponse(status=int(status), message=message)
+        response = deploy_pb.ExecuteStageResponse(status=wire.enum_number(status), message=message)
         problems = validation.check_execute_stage_status(response.status)
         return await valid_reply(context, response, problems) if problems else response
 

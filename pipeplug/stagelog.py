@@ -97,7 +97,7 @@ class StageLog(logging.Handler):
         self.level = logging.INFO
         self.formatter = None
         self._closed = False
-        self.lock = None  # type: ignore[assignment]
+        self.lock = None
         #: the stage's lines on their way to piped; opened by ``opener`` at the first line, so a
         #: stage that logs nothing costs piped no call. No opener: the process log only.
         self._buffer: StageLogBuffer | None = None
@@ -158,7 +158,7 @@ class StageLog(logging.Handler):
 
     # -- logging.Handler ---------------------------------------------------------------
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """Filter and emit without a handler lock (see ``__init__``); the buffer is thread-safe."""
         rv = self.filter(record)
         if rv:

@@ -20,6 +20,12 @@ if t.TYPE_CHECKING:
     from .types import PlannedStage
 
 
+def enum_number(value: int) -> t.Any:
+    """An enum member as the number a message field takes: protoc's stubs type such fields by
+    their enum wrapper class, which a plain ``int`` (our IntEnums included) does not satisfy."""
+    return int(value)
+
+
 def deployment_from_pb(pb: model_pb.Deployment) -> Deployment:
     from .types import Deployment
 
@@ -62,7 +68,7 @@ def source_from_pb(pb: t.Any, present: bool) -> DeploymentSource | None:
 
 
 def version_to_pb(version: ArtifactVersion) -> common_pb.ArtifactVersion:
-    return common_pb.ArtifactVersion(kind=int(version.kind), version=version.version, name=version.name, url=version.url)
+    return common_pb.ArtifactVersion(kind=enum_number(version.kind), version=version.version, name=version.name, url=version.url)
 
 
 def stage_to_pb(stage: PlannedStage, *, desc: str, now: int) -> model_pb.PipelineStage:
@@ -74,7 +80,7 @@ def stage_to_pb(stage: PlannedStage, *, desc: str, now: int) -> model_pb.Pipelin
         rollback=stage.rollback,
         status=model_pb.STAGE_NOT_STARTED_YET,
         metadata=dict(stage.metadata),
-        available_operation=int(stage.available_operation),
+        available_operation=enum_number(stage.available_operation),
         authorized_operators=list(stage.authorized_operators),
         created_at=now,
         updated_at=now,

@@ -18,16 +18,6 @@ pytest.importorskip("mypy", reason="mypy comes with the test extra: pip install 
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: modules already `mypy --strict` clean: an error in one fails the package test. While issue 13's
-#: parts A and B finish theirs, errors in other modules only xfail it, naming them; once the whole
-#: package is clean, drop this list and the xfail so that every module is held to it.
-STRICT_CLEAN = (
-    "pipeplug/__init__.py", "pipeplug/_gen_tool.py", "pipeplug/build.py", "pipeplug/build_pyinstaller.py",
-    "pipeplug/build_shiv.py", "pipeplug/build_static.py", "pipeplug/cli.py", "pipeplug/configs.py",
-    "pipeplug/converter.py", "pipeplug/diff.py", "pipeplug/docs.py", "pipeplug/oci.py", "pipeplug/push.py",
-    "pipeplug/scaffold.py", "pipeplug/schema.py", "pipeplug/units.py",
-)  # fmt: skip
-
 _ERROR = re.compile(r"^(?P<path>[^:\n]+):\d+(?::\d+)?: error: ", re.MULTILINE)
 #: what tests/type_check/public_api.py's reveal_type(rollout) must print: the handler's own signature
 _ROLLOUT = re.compile(
@@ -68,8 +58,5 @@ def test_public_api_types_as_a_user_sees_them(mypy_errors: dict[str, list[str]])
 
 
 def test_package_is_strict_clean(mypy_errors: dict[str, list[str]]) -> None:
-    package = {path: lines for path, lines in mypy_errors.items() if path.startswith("pipeplug/")}
-    regressed = [line for path, lines in package.items() if path in STRICT_CLEAN for line in lines]
-    assert not regressed, "mypy --strict errors:\n" + "\n".join(regressed)
-    if package:
-        pytest.xfail(f"mypy --strict fixes still pending (issue 13 parts A, B) in: {', '.join(sorted(package))}")
+    found = [line for path, lines in mypy_errors.items() if path.startswith("pipeplug/") for line in lines]
+    assert not found, "mypy --strict errors:\n" + "\n".join(found)
