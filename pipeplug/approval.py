@@ -61,7 +61,7 @@ async def wait_for_approval(ctx: Context, min_approvers: int, approvers: t.Seque
 async def poll_commands(ctx: Context, client: PipedClient, every: float) -> t.AsyncIterator[StageCommand]:
     """Yield each new Approve/Skip command of ctx's stage once, asking piped every ``every`` seconds; see ``ctx.commands()``."""
     seen: set[str] = set()
-    known = set(CommandType._value2member_map_)
+    known = {member.value for member in CommandType}
     while True:
         try:
             found = await client.list_stage_commands(ctx.deployment_id, ctx.stage_id)

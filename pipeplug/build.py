@@ -126,7 +126,7 @@ class Artifact:
 
 
 @attrs.frozen
-class _Target:
+class BuildTarget:
     """The user's module, resolved once at build time."""
 
     module: str  # importable name, e.g. "example_app" or "pkg.plugin"
@@ -205,7 +205,7 @@ def required_keys(config_class: type | None) -> tuple[ConfigKey, ...] | None:
     """The keys an attrs config class requires (no default), camelCase; None for no class."""
     if config_class is None:
         return None
-    from .configs import _camel
+    from .configs import camel_case
 
     if not attrs.has(config_class):
         return ()
@@ -218,7 +218,7 @@ def required_keys(config_class: type | None) -> tuple[ConfigKey, ...] | None:
         if field.default is not attrs.NOTHING:
             continue
         annotation = hints.get(field.name, field.type)
-        keys.append(ConfigKey(_camel(field.name), _type_name(annotation), _placeholder(annotation)))
+        keys.append(ConfigKey(camel_case(field.name), _type_name(annotation), _placeholder(annotation)))
     return tuple(keys)
 
 
@@ -262,7 +262,7 @@ def _require_tools(fmt: str) -> None:
             raise BuildError(f"--format static needs commands that are not on PATH: {', '.join(missing)}")
 
 
-def _resolve(target: str) -> _Target:
+def _resolve(target: str) -> BuildTarget:
     app = load_app(target)
     module_part, attr = split_target(target)
     if module_part.endswith(".py") or "/" in module_part or os.sep in module_part:
@@ -276,7 +276,7 @@ def _resolve(target: str) -> _Target:
     loaded = sys.modules[module]
     attr = attr or next(name for name, value in vars(loaded).items() if value is app)
     module_version = getattr(loaded, "__version__", None)
-    return _Target(module, attr, root, app, module_version if isinstance(module_version, str) else None)
+    return BuildTarget(module, attr, root, app, module_version if isinstance(module_version, str) else None)
 
 
 def _destination(out: str | os.PathLike[str] | None, name: str) -> Path:
@@ -290,7 +290,7 @@ def _destination(out: str | os.PathLike[str] | None, name: str) -> Path:
     return path.absolute()
 
 
-def _write_entry(target: _Target, version: str, directory: Path, *, pin_python: bool) -> Path:
+def write_entry(target: BuildTarget, version: str, directory: Path, *, pin_python: bool) -> Path:
     """The script the built file runs: import the user's module, start its App as piped does, with its version."""
     if pin_python:
         built_for = (sys.version_info[:2], sys.platform, platform.machine())
@@ -345,7 +345,7 @@ def _install(built: Path, dest: Path) -> str:
 # -- onefile and static (PyInstaller, then staticx) ---------------------------
 
 
-def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: ProgressFn, *, compress: bool, portable_libraries: bool) -> Path:
+def _build_onefile(target: BuildTarget, version: str, work: Path, dest: Path, say: ProgressFn, *, compress: bool, portable_libraries: bool) -> Path:
     """PyInstaller's onefile; ``portable_libraries`` as :func:`pipeplug.build_pyinstaller.write_spec` says."""
     from .build_pyinstaller import PyInstallerFailed
     from .build_pyinstaller import run_pyinstaller
@@ -354,7 +354,7 @@ def _build_onefile(target: _Target, version: str, work: Path, dest: Path, say: P
     pipeplug_home = str(Path(__file__).resolve().parent.parent)  # editable installs hide it from PyInstaller
     spec = write_spec(
         work,
-        entry=_write_entry(target, version, work, pin_python=False),
+        entry=write_entry(target, version, work, pin_python=False),
         name=dest.name,
         search_paths=[target.root, pipeplug_home],
         excludes=[*EXCLUDED_MODULES, *_dev_tool_modules()],

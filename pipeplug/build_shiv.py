@@ -19,15 +19,15 @@ from pathlib import Path
 from .build import ENTRY_MODULE
 from .build import BuildError
 from .build import ProgressFn
-from .build import _Target
-from .build import _write_entry
+from .build import BuildTarget
+from .build import write_entry
 
 
-def build_shiv(target: _Target, version: str, work: Path, say: ProgressFn) -> Path:
+def build_shiv(target: BuildTarget, version: str, work: Path, say: ProgressFn) -> Path:
     """A zipapp of the plugin, pipeplug and every distribution they need from this environment."""
     site = work / "site-packages"
     site.mkdir()
-    _write_entry(target, version, site, pin_python=True)
+    write_entry(target, version, site, pin_python=True)
     local, imported = _local_modules(target)
     dists = _closure(["pipeplug", *_distributions_of(imported)])
     dist_tops = {top for dist in dists for top in _top_level_names(dist)}
@@ -48,7 +48,7 @@ def build_shiv(target: _Target, version: str, work: Path, say: ProgressFn) -> Pa
     return built
 
 
-def _local_modules(target: _Target) -> tuple[list[Path], set[str]]:
+def _local_modules(target: BuildTarget) -> tuple[list[Path], set[str]]:
     """Files of the user's modules found below ``target.root``, and the top-level names they import from elsewhere."""
     finder = modulefinder.ModuleFinder(path=[target.root])
     try:

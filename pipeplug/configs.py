@@ -89,7 +89,8 @@ def describe(value: t.Any, secret: bool = False) -> str:
     return f"a {type(value).__name__}"
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """A field name as PipeCD configs write it: ``kube_config_path`` -> ``kubeConfigPath``."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 

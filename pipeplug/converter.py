@@ -38,7 +38,7 @@ from cattrs.gen import make_mapping_structure_fn
 
 from .configs import DURATION_EXAMPLE
 from .configs import ConfigError
-from .configs import _camel
+from .configs import camel_case
 from .configs import describe
 from .configs import parse_duration
 
@@ -327,7 +327,7 @@ class _Field:
     __slots__ = ("name", "alias", "key", "dotted", "required", "secret")
 
     def __init__(self, name: str, alias: str, required: bool, secret: bool) -> None:
-        self.name, self.alias, self.key = name, alias, _camel(alias)
+        self.name, self.alias, self.key = name, alias, camel_case(alias)
         self.dotted = "." + self.key
         self.required, self.secret = required, secret
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pipeplug
 from pipeplug.configs import ConfigError
-from pipeplug.configs import _camel
+from pipeplug.configs import camel_case
 from pipeplug.configs import make_converter
 from pipeplug.configs import parse_duration
 from pipeplug.configs import structure
@@ -146,13 +146,13 @@ def test_a_value_is_accepted_exactly_when_go_would_accept_it(field, value):
     else:
         with pytest.raises(ConfigError) as err:
             structure(converter, {field: value}, Scalars, path="with")
-        assert err.value.problems and all(p.startswith(f"with.{_camel(field)}") for p in err.value.problems)
+        assert err.value.problems and all(p.startswith(f"with.{camel_case(field)}") for p in err.value.problems)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.builds(Scalars, names=st.lists(st.text(max_size=5)), env=st.dictionaries(st.text(max_size=5), st.text(max_size=5)), ratio=st.floats(allow_nan=False)))
 def test_what_json_holds_comes_back_unchanged(options):
-    as_json = json.loads(json.dumps({_camel(k): v for k, v in attrs.asdict(options).items()}))
+    as_json = json.loads(json.dumps({camel_case(k): v for k, v in attrs.asdict(options).items()}))
     assert structure(make_converter(), as_json, Scalars, path="with") == options
 
 

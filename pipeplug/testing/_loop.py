@@ -12,7 +12,7 @@ T = t.TypeVar("T")
 STARTUP_TIMEOUT = 15.0
 
 
-class _LoopThread:
+class LoopThread:
     """An asyncio loop in a daemon thread, so sync tests can host grpc.aio servers."""
 
     def __init__(self, name: str) -> None:

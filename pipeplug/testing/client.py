@@ -38,7 +38,7 @@ from ..types import StageStatus
 from ..types import Strategy
 from ..types import SyncStatus
 from ..types import SyncStrategy
-from ._loop import _LoopThread
+from ._loop import LoopThread
 from .fake_piped import FakePiped
 
 if t.TYPE_CHECKING:
@@ -196,7 +196,7 @@ class TestClient:
         self.deploy_target_names = [d["name"] for d in deploy_targets]
         self.address = address or ""
         self.server: PluginServer | None = None
-        self._loop: _LoopThread | None = None
+        self._loop: LoopThread | None = None
         self._channel: grpc.Channel | None = None
         self._tmp = ""
         self._defined: list[str] | None = None
@@ -214,7 +214,7 @@ class TestClient:
             if self.app is not None:
                 settings = parse_settings(self.app, self._raw_settings, require_port=False)
                 self.plugin_name = self.plugin_name or settings.name
-                self._loop = _LoopThread("pipeplug-test-client")
+                self._loop = LoopThread("pipeplug-test-client")
                 self.server = PluginServer(
                     self.app, settings, hosts=("127.0.0.1",), grace_period=1.0, piped_address=self.piped.address, watch_parent=False
                 )

@@ -22,7 +22,7 @@ from .._gen.model import logblock_pb2 as logblock_pb
 from .._gen.piped import service_pb2 as svc_pb
 from .._gen.piped import service_pb2_grpc as svc_grpc
 from ..goplatform import go_platform
-from ._loop import _LoopThread
+from ._loop import LoopThread
 from .store import LogStream
 from .store import MemoryStore
 from .store import PipedStore
@@ -122,7 +122,7 @@ class FakePiped:
         self._delays: dict[str, float] = {}
         self._outages = 0
         self._server: grpc.aio.Server | None = None
-        self._thread: _LoopThread | None = None
+        self._thread: LoopThread | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class FakePiped:
 
     def start(self) -> FakePiped:
         """Serve from a background thread with its own event loop (for sync tests)."""
-        self._thread = _LoopThread("pipeplug-fake-piped")
+        self._thread = LoopThread("pipeplug-fake-piped")
         try:
             self._thread.run(self.start_async())
         except BaseException:
