@@ -28,14 +28,14 @@ import pipeplug
 from pipeplug import ArtifactKind
 from pipeplug import diff
 from pipeplug import ArtifactVersion
-from pipeplug import LiveState
+from pipeplug import Livestate
 from pipeplug import ManualOperation
 from pipeplug import PlannedStage
 from pipeplug import PlanPreview
 from pipeplug import Resource
 from pipeplug import StageResult
 from pipeplug import StageStatus
-from pipeplug import Strategy
+from pipeplug import StrategyDecision
 from pipeplug import SyncStatus
 from pipeplug import SyncStrategy
 
@@ -130,19 +130,19 @@ def versions(target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> lis
 
 
 @app.strategy
-def strategy(target_source: pipeplug.DeploymentSource, running_source: pipeplug.DeploymentSource | None, app_spec: AppSpec) -> Strategy:
+def strategy(target_source: pipeplug.DeploymentSource, running_source: pipeplug.DeploymentSource | None, app_spec: AppSpec) -> StrategyDecision:
     """A new VERSION goes through the pipeline; content-only changes are quick-synced."""
     if running_source is None:
-        return Strategy(SyncStrategy.QUICK_SYNC, "first deployment")
+        return StrategyDecision(SyncStrategy.QUICK_SYNC, "first deployment")
     target = files_of(source_dir(target_source, app_spec)).get("VERSION")
     running = files_of(source_dir(running_source, app_spec)).get("VERSION")
     if target != running:
-        return Strategy(SyncStrategy.PIPELINE, "VERSION changed")
-    return Strategy(SyncStrategy.QUICK_SYNC, "content-only change")
+        return StrategyDecision(SyncStrategy.PIPELINE, "VERSION changed")
+    return StrategyDecision(SyncStrategy.QUICK_SYNC, "content-only change")
 
 
-@app.pipeline
-def pipeline(stages: list[pipeplug.StageRequest], rollback: bool) -> list[PlannedStage]:
+@app.pipeline_stages
+def pipeline_stages(stages: list[pipeplug.RequestedStage], rollback: bool) -> list[PlannedStage]:
     """Plan the requested stages (as their ``plan=`` says), and a rollback right where the first DIR_SYNC is."""
     planned = [app.plan_stage(s) for s in stages]
     syncs = [s.index for s in stages if s.name == "DIR_SYNC"]
@@ -151,8 +151,8 @@ def pipeline(stages: list[pipeplug.StageRequest], rollback: bool) -> list[Planne
     return planned
 
 
-@app.quick_sync
-def quick_sync(rollback: bool) -> list[PlannedStage]:
+@app.quick_sync_stages
+def quick_sync_stages(rollback: bool) -> list[PlannedStage]:
     stages = [PlannedStage(name="DIR_SYNC", desc="Publish the directory")]
     if rollback:
         stages.append(PlannedStage(name="DIR_ROLLBACK", desc="Restore the previous release", rollback=True))
@@ -196,7 +196,7 @@ async def wait(ctx: pipeplug.Context, options: WaitOptions) -> StageResult | Non
     return None
 
 
-def plan_approval(stage: pipeplug.StageRequest) -> PlannedStage:
+def plan_approval(stage: pipeplug.RequestedStage) -> PlannedStage:
     """Plan WAIT_APPROVAL with an Approve button that only ``with.approvers`` may press.
 
     pipeplug has already checked ``stage.config`` against ApprovalOptions, so ``approvers`` is a list of names.
@@ -263,7 +263,7 @@ def rollback(ctx: pipeplug.Context, deploy_targets: list[pipeplug.DeployTarget],
 
 
 @app.livestate
-def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> LiveState:
+def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> Livestate:
     wanted = files_of(source_dir(target_source, app_spec))
     resources, reasons = [], []
     for target in deploy_targets:
@@ -275,8 +275,8 @@ def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipepl
         if verdict.sync_status is not SyncStatus.SYNCED:
             reasons.append(f"{target.name}: {verdict.short_reason}\n{verdict.reason}")
     if reasons:
-        return LiveState(resources, SyncStatus.OUT_OF_SYNC, "files differ from git", "\n".join(reasons))
-    return LiveState(resources, SyncStatus.SYNCED)
+        return Livestate(resources, SyncStatus.OUT_OF_SYNC, "files differ from git", "\n".join(reasons))
+    return Livestate(resources, SyncStatus.SYNCED)
 
 
 @app.plan_preview

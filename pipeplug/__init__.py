@@ -36,13 +36,13 @@ if t.TYPE_CHECKING:
     from .types import Deployment as Deployment
     from .types import DeploymentSource as DeploymentSource
     from .types import DeployTarget as DeployTarget
-    from .types import LiveState as LiveState
+    from .types import Livestate as Livestate
     from .types import PlannedStage as PlannedStage
     from .types import PlanPreview as PlanPreview
     from .types import Resource as Resource
-    from .types import StageRequest as StageRequest
+    from .types import RequestedStage as RequestedStage
     from .types import StageResult as StageResult
-    from .types import Strategy as Strategy
+    from .types import StrategyDecision as StrategyDecision
     from .units import Percentage as Percentage
     from .units import Replicas as Replicas
 
@@ -50,9 +50,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "App", "ArtifactKind", "ArtifactVersion", "CommandType", "ConfigError", "Context", "Deployment",
-    "DeploymentSource", "DeployTarget", "HealthStatus", "LiveState", "ManualOperation", "Percentage", "PipedError", "PipeplugError",
-    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Replicas", "Resource", "StageCommand", "StageFailed", "StageLog",
-    "StageRequest", "StageResult", "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "secret",
+    "DeploymentSource", "DeployTarget", "HealthStatus", "Livestate", "ManualOperation", "Percentage", "PipedError", "PipeplugError",
+    "PlannedStage", "PlanPreview", "ProcessError", "ProcessResult", "RegistrationError", "Replicas", "RequestedStage", "Resource", "StageCommand", "StageFailed",
+    "StageLog", "StageResult", "StageStatus", "StrategyDecision", "SyncStatus", "SyncStrategy", "secret",
 ]  # fmt: skip
 
 #: the submodule that defines each public name
@@ -75,8 +75,8 @@ _SOURCES = {
     **dict.fromkeys(("ArtifactKind", "HealthStatus", "ManualOperation", "StageStatus", "SyncStatus", "SyncStrategy"), "enums"),
     **dict.fromkeys(
         (
-            "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "LiveState", "PlannedStage",
-            "PlanPreview", "Resource", "StageRequest", "StageResult", "Strategy",
+            "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "Livestate", "PlannedStage",
+            "PlanPreview", "Resource", "RequestedStage", "StageResult", "StrategyDecision",
         ),
         "types",
     ),

@@ -15,18 +15,17 @@ from .handlers import Handler
 from .handlers import RegistrationError
 from .handlers import analyse
 from .handlers import callable_name
-from .suggest import did_you_mean
 
 if t.TYPE_CHECKING:
     from .converter import StrictConverter
     from .testing import TestClient
     from .types import PlannedStage
-    from .types import StageRequest
+    from .types import RequestedStage
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 #: hooks that replace one default RPC behaviour each
-SINGLE_HOOKS = ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview")
+SINGLE_HOOKS = ("versions", "strategy", "quick_sync_stages", "pipeline_stages", "livestate", "plan_preview")
 
 
 class StageSpec:
@@ -44,7 +43,7 @@ class StageSpec:
         handler: Handler,
         rollback: bool = False,
         quick_sync: bool = False,
-        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+        plan: t.Callable[[RequestedStage], PlannedStage] | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
@@ -126,18 +125,18 @@ class App:
         *,
         rollback: bool = False,
         quick_sync: bool = False,
-        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+        plan: t.Callable[[RequestedStage], PlannedStage] | None = None,
     ) -> t.Callable[[F], F]:
         """Register the handler that executes stage ``name``.
 
         :param rollback: this is a rollback stage; the default planners add it
             when piped asks for rollback (``planner.autoRollback``).
         :param quick_sync: the default BuildQuickSyncStages returns this stage.
-        :param plan: ``plan(stage: StageRequest) -> PlannedStage`` decides how the
+        :param plan: ``plan(stage: RequestedStage) -> PlannedStage`` decides how the
             stage is planned in a pipeline, e.g. with an Approve button
             (``available_operation=ManualOperation.APPROVE``, ``authorized_operators``
             from its ``with:``). Used by the default pipeline planner, and by
-            :meth:`plan_stage` in your own ``@app.pipeline``.
+            :meth:`plan_stage` in your own ``@app.pipeline_stages``.
         """
 
         if callable(name):  # a bare @app.stage: the function arrived where the name belongs
@@ -160,7 +159,7 @@ class App:
         *,
         rollback: bool = False,
         quick_sync: bool = False,
-        plan: t.Callable[[StageRequest], PlannedStage] | None = None,
+        plan: t.Callable[[RequestedStage], PlannedStage] | None = None,
     ) -> None:
         """Register ``func`` for stage ``name``; see :meth:`stage`."""
         label = f"@app.stage({name!r})"
@@ -172,14 +171,14 @@ class App:
         if rollback and quick_sync:
             raise RegistrationError(f"{label}: a stage cannot be both the rollback and the quick-sync stage")
         if plan is not None and not callable(plan):
-            raise RegistrationError(f"{label}: plan={plan!r} is not callable; pass a function taking the StageRequest and returning a PlannedStage")
+            raise RegistrationError(f"{label}: plan={plan!r} is not callable; pass a function taking the RequestedStage and returning a PlannedStage")
         handler = analyse(func, "stage", label=label)
         self.stages[name] = StageSpec(name=name, handler=handler, rollback=rollback, quick_sync=quick_sync, plan=plan)
 
-    def plan_stage(self, stage: StageRequest) -> PlannedStage:
+    def plan_stage(self, stage: RequestedStage) -> PlannedStage:
         """Plan one requested pipeline stage: by its ``plan=`` function, else as requested.
 
-        Call it from your own ``@app.pipeline`` handler to keep what each stage's
+        Call it from your own ``@app.pipeline_stages`` handler to keep what each stage's
         ``plan=`` adds: ``return [app.plan_stage(s) for s in stages]``.
         """
         from .types import PlannedStage  # not at the top: a plugin starts without the value classes
@@ -204,39 +203,39 @@ class App:
     def versions(self, func: None = None) -> t.Callable[[F], F]: ...
     def versions(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Register DetermineVersions: return a list of :class:`ArtifactVersion`."""
-        return self._hook("versions", func)
+        return self._decorate(self.register_versions, func)
 
     @t.overload
     def strategy(self, func: F) -> F: ...
     @t.overload
     def strategy(self, func: None = None) -> t.Callable[[F], F]: ...
     def strategy(self, func: F | None = None) -> F | t.Callable[[F], F]:
-        """Register DetermineStrategy: return a :class:`SyncStrategy`, a :class:`Strategy`, or None for "no opinion"."""
-        return self._hook("strategy", func)
+        """Register DetermineStrategy: return a :class:`SyncStrategy`, a :class:`StrategyDecision`, or None for "no opinion"."""
+        return self._decorate(self.register_strategy, func)
 
     @t.overload
-    def quick_sync(self, func: F) -> F: ...
+    def pipeline_stages(self, func: F) -> F: ...
     @t.overload
-    def quick_sync(self, func: None = None) -> t.Callable[[F], F]: ...
-    def quick_sync(self, func: F | None = None) -> F | t.Callable[[F], F]:
-        """Replace the default BuildQuickSyncStages: return a list of :class:`PlannedStage`."""
-        return self._hook("quick_sync", func)
-
-    @t.overload
-    def pipeline(self, func: F) -> F: ...
-    @t.overload
-    def pipeline(self, func: None = None) -> t.Callable[[F], F]: ...
-    def pipeline(self, func: F | None = None) -> F | t.Callable[[F], F]:
+    def pipeline_stages(self, func: None = None) -> t.Callable[[F], F]: ...
+    def pipeline_stages(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Replace the default BuildPipelineSyncStages: return a list of :class:`PlannedStage`."""
-        return self._hook("pipeline", func)
+        return self._decorate(self.register_pipeline_stages, func)
+
+    @t.overload
+    def quick_sync_stages(self, func: F) -> F: ...
+    @t.overload
+    def quick_sync_stages(self, func: None = None) -> t.Callable[[F], F]: ...
+    def quick_sync_stages(self, func: F | None = None) -> F | t.Callable[[F], F]:
+        """Replace the default BuildQuickSyncStages: return a list of :class:`PlannedStage`."""
+        return self._decorate(self.register_quick_sync_stages, func)
 
     @t.overload
     def livestate(self, func: F) -> F: ...
     @t.overload
     def livestate(self, func: None = None) -> t.Callable[[F], F]: ...
     def livestate(self, func: F | None = None) -> F | t.Callable[[F], F]:
-        """Serve LivestateService.GetLivestate: return a :class:`LiveState`."""
-        return self._hook("livestate", func)
+        """Serve LivestateService.GetLivestate: return a :class:`Livestate`."""
+        return self._decorate(self.register_livestate, func)
 
     @t.overload
     def plan_preview(self, func: F) -> F: ...
@@ -244,29 +243,55 @@ class App:
     def plan_preview(self, func: None = None) -> t.Callable[[F], F]: ...
     def plan_preview(self, func: F | None = None) -> F | t.Callable[[F], F]:
         """Serve PlanPreviewService.GetPlanPreview: return a list of :class:`PlanPreview`."""
-        return self._hook("plan_preview", func)
+        return self._decorate(self.register_plan_preview, func)
 
-    def _hook(self, hook: str, func: F | None) -> F | t.Callable[[F], F]:
+    @staticmethod
+    def _decorate(register: t.Callable[[F], object], func: F | None) -> F | t.Callable[[F], F]:
         """Both spellings of a hook decorator: bare (``@app.versions``) and called (``@app.versions()``)."""
 
         def decorator(func: F) -> F:
-            if hook == "on_startup":
-                self.register_on_startup(func)
-            else:
-                self.register_hook(hook, func)
+            register(func)
             return func
 
         return decorator if func is None else decorator(func)
 
     @setupmethod
-    def register_hook(self, hook: str, func: t.Callable[..., t.Any]) -> None:
-        """Register ``func`` as the app's ``hook`` handler (one of :data:`SINGLE_HOOKS`)."""
+    def register_versions(self, func: F) -> F:
+        """Register ``func`` for DetermineVersions; see :meth:`versions`. Returns ``func``."""
+        return self._register_hook("versions", func)
+
+    @setupmethod
+    def register_strategy(self, func: F) -> F:
+        """Register ``func`` for DetermineStrategy; see :meth:`strategy`. Returns ``func``."""
+        return self._register_hook("strategy", func)
+
+    @setupmethod
+    def register_pipeline_stages(self, func: F) -> F:
+        """Register ``func`` for BuildPipelineSyncStages; see :meth:`pipeline_stages`. Returns ``func``."""
+        return self._register_hook("pipeline_stages", func)
+
+    @setupmethod
+    def register_quick_sync_stages(self, func: F) -> F:
+        """Register ``func`` for BuildQuickSyncStages; see :meth:`quick_sync_stages`. Returns ``func``."""
+        return self._register_hook("quick_sync_stages", func)
+
+    @setupmethod
+    def register_livestate(self, func: F) -> F:
+        """Register ``func`` for LivestateService.GetLivestate; see :meth:`livestate`. Returns ``func``."""
+        return self._register_hook("livestate", func)
+
+    @setupmethod
+    def register_plan_preview(self, func: F) -> F:
+        """Register ``func`` for PlanPreviewService.GetPlanPreview; see :meth:`plan_preview`. Returns ``func``."""
+        return self._register_hook("plan_preview", func)
+
+    def _register_hook(self, hook: str, func: F) -> F:
+        """Register ``func`` as the app's one ``hook`` handler (a key of :data:`SINGLE_HOOKS`)."""
         label = f"@app.{hook}"
-        if hook not in SINGLE_HOOKS:
-            raise RegistrationError(f"unknown hook {hook!r}{did_you_mean(hook, SINGLE_HOOKS)}; the hooks are {', '.join(SINGLE_HOOKS)}")
         if hook in self.hooks:
             raise RegistrationError(f"{label} is already registered as {self.hooks[hook].qualname}(); an app has one")
         self.hooks[hook] = analyse(func, hook, label=label)
+        return func
 
     @t.overload
     def on_startup(self, func: F) -> F: ...
@@ -278,7 +303,7 @@ class App:
         Startup failures stop the process before piped can connect, with the
         error printed.
         """
-        return self._hook("on_startup", func)
+        return self._decorate(self.register_on_startup, func)
 
     @setupmethod
     def register_on_startup(self, func: t.Callable[..., t.Any]) -> None:
@@ -301,7 +326,7 @@ class App:
                 f"App {self.name!r} registers nothing piped can call: add @app.stage(...) (or @app.livestate / "
                 "@app.plan_preview for a plugin without stages) before serving it"
             )
-        planners = [hook for hook in ("pipeline", "quick_sync") if hook in self.hooks]
+        planners = [hook for hook in ("pipeline_stages", "quick_sync_stages") if hook in self.hooks]
         if planners and not self.stages:
             raise RegistrationError(
                 f"App {self.name!r} registers @app.{planners[0]} but no stage: the stages it plans must be this "

@@ -9,7 +9,7 @@ Three tools, all on plain data (what ``yaml.safe_load`` or ``json.loads`` gives)
 - :func:`unified` is a line diff of two texts (``difflib``), for non-structured files.
 
 :func:`sync_verdict` turns desired-versus-live into the ``SyncStatus`` and reasons
-that :class:`pipeplug.LiveState` carries.
+that :class:`pipeplug.Livestate` carries.
 
 Only the standard library is used: a structural walk over dicts and lists is a few
 lines, and ``difflib`` already does line diffs; the diff libraries on PyPI add a
@@ -103,7 +103,7 @@ class Diff(t.NamedTuple):
 
 
 class SyncVerdict(t.NamedTuple):
-    """``LiveState(resources, *verdict)``: the sync status and why."""
+    """``Livestate(resources, *verdict)``: the sync status and why."""
 
     sync_status: SyncStatus
     short_reason: str = ""

@@ -30,8 +30,8 @@ if t.TYPE_CHECKING:
 _HOOKS = {
     "versions": ("DetermineVersions", "the versions of the artifacts a deployment ships"),
     "strategy": ("DetermineStrategy", "quick sync or pipeline sync for a deployment"),
-    "pipeline": ("BuildPipelineSyncStages", "plans the pipeline's stages"),
-    "quick_sync": ("BuildQuickSyncStages", "plans a quick sync"),
+    "pipeline_stages": ("BuildPipelineSyncStages", "plans the pipeline's stages"),
+    "quick_sync_stages": ("BuildQuickSyncStages", "plans a quick sync"),
     "livestate": ("LivestateService.GetLivestate", "what is deployed now, and whether it drifted"),
     "plan_preview": ("PlanPreviewService.GetPlanPreview", "what a deployment would change"),
 }

@@ -21,7 +21,7 @@ from .servicers import valid_reply
 from .wire import enum_number
 from .servicers import checked
 from .servicers import expect_list
-from .types import LiveState
+from .types import Livestate
 from .types import PlanPreview
 
 
@@ -51,8 +51,8 @@ class LivestateServicer(live_grpc.LivestateServiceServicer):
         ctx = self.d.context("GetLivestate", application_id=request.application_id, application_name=request.application_name)
         values = self.d.values(ctx, target_source=request.deploy_source if request.HasField("deploy_source") else None, target_names=request.deploy_targets)
         result = await self.d.call_hook(context, handler, values)
-        if not isinstance(result, LiveState):
-            await context.abort(grpc.StatusCode.INTERNAL, f"@app.livestate handler {handler.qualname}() returned {result!r}; expected a LiveState")
+        if not isinstance(result, Livestate):
+            await context.abort(grpc.StatusCode.INTERNAL, f"@app.livestate handler {handler.qualname}() returned {result!r}; expected a Livestate")
         live, sync = livestate_to_pb(result, plugin_name=self.d.settings.name)
         response = live_pb.GetLivestateResponse(application_live_state=live, sync_state=sync)
         return await valid_reply(context, response, validation.check_livestate(response), f"@app.livestate handler {handler.qualname}()")
@@ -82,7 +82,7 @@ class PlanPreviewServicer(preview_grpc.PlanPreviewServiceServicer):
         return preview_pb.GetPlanPreviewResponse(results=[preview_to_pb(r) for r in results])
 
 
-def livestate_to_pb(state: LiveState, *, plugin_name: str) -> tuple[live_state_pb.ApplicationLiveState, app_pb.ApplicationSyncState]:
+def livestate_to_pb(state: Livestate, *, plugin_name: str) -> tuple[live_state_pb.ApplicationLiveState, app_pb.ApplicationSyncState]:
     now = int(time.time())
     resources = [
         live_state_pb.ResourceState(

@@ -296,10 +296,10 @@ def versions(target_source: pipeplug.DeploymentSource) -> list[pipeplug.Artifact
 
 
 @app.strategy
-def strategy(running_source: pipeplug.DeploymentSource | None) -> pipeplug.Strategy:
+def strategy(running_source: pipeplug.DeploymentSource | None) -> pipeplug.StrategyDecision:
     if running_source is None:
-        return pipeplug.Strategy(pipeplug.SyncStrategy.QUICK_SYNC, "first deployment")
-    return pipeplug.Strategy(pipeplug.SyncStrategy.PIPELINE, "later deployments go through the pipeline")
+        return pipeplug.StrategyDecision(pipeplug.SyncStrategy.QUICK_SYNC, "first deployment")
+    return pipeplug.StrategyDecision(pipeplug.SyncStrategy.PIPELINE, "later deployments go through the pipeline")
 
 
 @app.stage("__PREFIX___SYNC", quick_sync=True)
@@ -325,7 +325,7 @@ def rollback(
 
 
 @app.livestate
-def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> pipeplug.LiveState:
+def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource, app_spec: AppSpec) -> pipeplug.Livestate:
     wanted = files_of(source_of(target_source, app_spec))
     resources, reasons = [], []
     for target in deploy_targets:
@@ -335,8 +335,8 @@ def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipepl
         if verdict.sync_status is not pipeplug.SyncStatus.SYNCED:
             reasons.append(f"{target.name}: {verdict.reason}")
     if reasons:
-        return pipeplug.LiveState(resources, pipeplug.SyncStatus.OUT_OF_SYNC, "files differ from git", "\\n".join(reasons))
-    return pipeplug.LiveState(resources, pipeplug.SyncStatus.SYNCED)
+        return pipeplug.Livestate(resources, pipeplug.SyncStatus.OUT_OF_SYNC, "files differ from git", "\\n".join(reasons))
+    return pipeplug.Livestate(resources, pipeplug.SyncStatus.SYNCED)
 
 
 @app.plan_preview

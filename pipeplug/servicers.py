@@ -46,7 +46,7 @@ if t.TYPE_CHECKING:
     from .stagelog import StageLogFlusher
     from .settings import PluginSettings
     from .types import PlannedStage
-    from .types import StageRequest
+    from .types import RequestedStage
 
 log = logging.getLogger("pipeplug")
 
@@ -167,12 +167,12 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         result = await self.d.call_hook(context, handler, values)
         if result is None:
             return deploy_pb.DetermineStrategyResponse(unsupported=True)
-        from .types import Strategy
+        from .types import StrategyDecision
 
         if isinstance(result, SyncStrategy):
-            result = Strategy(result)
+            result = StrategyDecision(result)
         label = f"@app.strategy handler {handler.qualname}()"
-        problems = [] if isinstance(result, Strategy) else ["it must return a SyncStrategy, a Strategy(...) or None"]
+        problems = [] if isinstance(result, StrategyDecision) else ["it must return a SyncStrategy, a StrategyDecision(...) or None"]
         response = deploy_pb.DetermineStrategyResponse(sync_strategy=wire.enum_number(result.strategy), summary=result.summary) if not problems else None
         if response is not None:
             problems = validation.check_strategy(response)
@@ -180,7 +180,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             await context.abort(
                 grpc.StatusCode.INTERNAL,
                 f"{label} returned {result!r}; expected SyncStrategy.QUICK_SYNC, SyncStrategy.PIPELINE, "
-                f"a Strategy(...) with one of them, or None for no opinion ({'; '.join(problems)})",
+                f"a StrategyDecision(...) with one of them, or None for no opinion ({'; '.join(problems)})",
             )
         return response
 
@@ -194,7 +194,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
 
     async def BuildPipelineSyncStages(self, request: t.Any, context: t.Any) -> t.Any:
         from .types import PlannedStage
-        from .types import StageRequest
+        from .types import RequestedStage
 
         requested = []
         for i, stage in enumerate(request.stages):
@@ -202,17 +202,17 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
                 config = json.loads(stage.config) if stage.config else {}
             except ValueError as exc:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"stages[{i}] ({stage.name}).config: not valid JSON ({exc})")
-            requested.append(StageRequest(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
+            requested.append(RequestedStage(name=stage.name, index=stage.index, desc=stage.desc, config=config if config is not None else {}))
         # Every stage's options are checked before any stage runs, as the official SCRIPT_RUN does.
         await self._refuse_bad_options(context, [(stage.name, stage.index, stage.config, "") for stage in request.stages])
-        handler = self.app.hooks.get("pipeline")
+        handler = self.app.hooks.get("pipeline_stages")
         if handler is None:
             planned = await checked(context, lambda: self._default_pipeline(requested, request.rollback))
         else:
             ctx = self.d.context("BuildPipelineSyncStages")
             values = self.d.values(ctx, extra={"stages": requested, "rollback": request.rollback})
             result = await self.d.call_hook(context, handler, values)
-            label = f"@app.pipeline handler {handler.qualname}()"
+            label = f"@app.pipeline_stages handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
         # A rollback stage is executed with the `with:` of the stage at its index (piped's scheduler does so).
         forward = {stage.index: stage for stage in request.stages}
@@ -224,7 +224,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         now = int(time.time())
         response = deploy_pb.BuildPipelineSyncStagesResponse(stages=[wire.stage_to_pb(s, desc=desc.get(s.index, ""), now=now) for s in planned])
         problems = validation.check_pipeline_sync_stages(response.stages, {s.index for s in requested}, defined_stages=self.app.stages)
-        return await valid_reply(context, response, problems, f"@app.pipeline handler {handler.qualname}()" if handler else "the default pipeline planner")
+        return await valid_reply(context, response, problems, f"@app.pipeline_stages handler {handler.qualname}()" if handler else "the default pipeline planner")
 
     async def _refuse_bad_options(self, context: t.Any, stages: list[tuple[str, int, bytes, str]]) -> None:
         """End the call with INVALID_ARGUMENT naming every bad option of the (name, index, with:, note) stages this plugin serves."""
@@ -240,7 +240,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         if problems:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
 
-    def _default_pipeline(self, requested: list[StageRequest], rollback: bool) -> list[PlannedStage]:
+    def _default_pipeline(self, requested: list[RequestedStage], rollback: bool) -> list[PlannedStage]:
         from .types import PlannedStage
 
         try:
@@ -259,7 +259,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
     async def BuildQuickSyncStages(self, request: t.Any, context: t.Any) -> t.Any:
         from .types import PlannedStage
 
-        handler = self.app.hooks.get("quick_sync")
+        handler = self.app.hooks.get("quick_sync_stages")
         if handler is None:
             specs = [s for s in self.app.stages.values() if s.quick_sync]
             planned = [PlannedStage(name=s.name) for s in specs]
@@ -268,7 +268,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
         else:
             ctx = self.d.context("BuildQuickSyncStages")
             result = await self.d.call_hook(context, handler, self.d.values(ctx, extra={"rollback": request.rollback}))
-            label = f"@app.quick_sync handler {handler.qualname}()"
+            label = f"@app.quick_sync_stages handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
         now = int(time.time())
         stages = [wire.stage_to_pb(s, desc=s.desc, now=now) for s in planned]
@@ -276,7 +276,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             stage.index = 0
         response = deploy_pb.BuildQuickSyncStagesResponse(stages=stages)
         problems = validation.check_quick_sync_stages(response.stages, defined_stages=self.app.stages)
-        return await valid_reply(context, response, problems, f"@app.quick_sync handler {handler.qualname}()" if handler else "the default quick-sync planner")
+        return await valid_reply(context, response, problems, f"@app.quick_sync_stages handler {handler.qualname}()" if handler else "the default quick-sync planner")
 
     async def ExecuteStage(self, request: t.Any, context: t.Any) -> t.Any:
         inp = request.input

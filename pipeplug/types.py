@@ -66,7 +66,7 @@ class StageResult(_Value):
 
 
 @attrs.frozen(repr=False, eq=False)
-class Strategy(_Value):
+class StrategyDecision(_Value):
     """The answer of an ``@app.strategy`` handler when a summary is wanted."""
 
     strategy: SyncStrategy
@@ -84,7 +84,7 @@ class ArtifactVersion(_Value):
 
 
 @attrs.frozen(repr=False, eq=False)
-class StageRequest(_Value):
+class RequestedStage(_Value):
     """One stage of ``spec.pipeline.stages`` that piped asks this plugin to plan."""
 
     name: str
@@ -96,7 +96,7 @@ class StageRequest(_Value):
 
 @attrs.frozen(repr=False, eq=False)
 class PlannedStage(_Value):
-    """A stage returned by ``@app.pipeline`` or ``@app.quick_sync``.
+    """A stage returned by ``@app.pipeline_stages`` or ``@app.quick_sync_stages``.
 
     ``index`` must be one of the requested indexes for pipeline stages; quick
     sync stages always get index 0.
@@ -160,7 +160,7 @@ class Resource(_Value):
 
 
 @attrs.frozen(repr=False, eq=False)
-class LiveState(_Value):
+class Livestate(_Value):
     """The answer of ``@app.livestate``: resources plus the sync verdict."""
 
     resources: t.Sequence[Resource] = ()

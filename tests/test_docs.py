@@ -134,7 +134,7 @@ def test_the_reference_can_be_written_to_a_file(tmp_path):
     assert written.returncode == 0, written.stderr
     assert written.stdout == "" and f"wrote {out}" in written.stderr
     text = out.read_text()
-    for hook in ("versions", "strategy", "pipeline", "quick_sync", "livestate", "plan_preview"):
+    for hook in ("versions", "strategy", "pipeline_stages", "quick_sync_stages", "livestate", "plan_preview"):
         assert f"| `@app.{hook}` |" in text
     assert "alwaysUsePipeline" not in text  # example_app decides its strategy
 

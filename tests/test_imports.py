@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PUBLIC = (
     "App", "ConfigError", "CommandType", "Context", "StageCommand", "RegistrationError", "secret", "PipedError", "ProcessError", "ProcessResult",
     "StageLog", "ArtifactKind", "ArtifactVersion", "Deployment", "DeploymentSource", "DeployTarget", "HealthStatus",
-    "LiveState", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "StageRequest", "StageResult",
-    "StageStatus", "Strategy", "SyncStatus", "SyncStrategy", "Percentage", "Replicas", "PipeplugError", "StageFailed",
+    "Livestate", "ManualOperation", "PlannedStage", "PlanPreview", "Resource", "RequestedStage", "StageResult",
+    "StageStatus", "StrategyDecision", "SyncStatus", "SyncStrategy", "Percentage", "Replicas", "PipeplugError", "StageFailed",
 )  # fmt: skip
 
 

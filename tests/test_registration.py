@@ -23,7 +23,7 @@ def test_decorators_return_the_function_unchanged():
         return []
 
     assert app.stage("A")(stage) is stage
-    for name in ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview", "on_startup"):
+    for name in ("versions", "strategy", "quick_sync_stages", "pipeline_stages", "livestate", "plan_preview", "on_startup"):
         assert getattr(app, name)(versions) is versions
     assert app.stages["A"].handler.is_async is False
     assert app.hooks["versions"].is_async is True
@@ -32,11 +32,30 @@ def test_decorators_return_the_function_unchanged():
 def test_register_twins():
     app = pipeplug.App("p")
     app.register_stage("A", lambda ctx: None, rollback=True)
-    app.register_hook("strategy", lambda deployment: None)
     app.register_on_startup(lambda config: None)
     assert app.stages["A"].rollback and app.stages["A"].handler.params == ("ctx",)
-    assert app.hooks["strategy"].params == ("deployment",)
     assert app.startup_hooks[0].params == ("config",)
+
+    def strategy(deployment):
+        return None
+
+    assert app.register_strategy(strategy) is strategy
+    assert app.hooks["strategy"].params == ("deployment",)
+    for name in ("versions", "pipeline_stages", "quick_sync_stages", "livestate", "plan_preview"):
+
+        def handler():
+            return []
+
+        assert getattr(app, f"register_{name}")(handler) is handler
+        assert app.hooks[name].func is handler and app.hooks[name].hook == name
+    assert not hasattr(app, "register_hook")
+
+
+def test_a_hook_registered_twice_names_the_decorator():
+    app = pipeplug.App("p")
+    app.register_quick_sync_stages(lambda: [])
+    with pytest.raises(pipeplug.RegistrationError, match=r"@app.quick_sync_stages is already registered as .*<lambda>\(\); an app has one"):
+        app.quick_sync_stages(lambda: [])
 
 
 def test_unknown_parameter_lists_what_can_be_injected():
@@ -56,7 +75,7 @@ def test_unknown_parameter_lists_what_can_be_injected():
 
 def test_hook_specific_parameters():
     app = pipeplug.App("p")
-    app.pipeline(lambda stages, rollback, ctx, config: [])
+    app.pipeline_stages(lambda stages, rollback, ctx, config: [])
     with pytest.raises(pipeplug.RegistrationError, match="'options'"):
         app.versions(lambda options: [])
     with pytest.raises(pipeplug.RegistrationError, match="'ctx'"):
@@ -113,6 +132,8 @@ def test_registering_after_start_says_why():
         app.stage("B")(lambda: None)
     with pytest.raises(RuntimeError, match="already serving"):
         app.livestate(lambda: None)
+    with pytest.raises(RuntimeError, match=r"already serving, so register_pipeline_stages\(\) can no longer change it"):
+        app.register_pipeline_stages(lambda: [])
 
 
 def test_unresolvable_annotation_is_a_registration_error():
@@ -141,7 +162,7 @@ def test_a_bare_stage_decorator_raises_at_import():
 
 
 def test_hooks_work_bare_and_called():
-    for name in ("versions", "strategy", "quick_sync", "pipeline", "livestate", "plan_preview", "on_startup"):
+    for name in ("versions", "strategy", "quick_sync_stages", "pipeline_stages", "livestate", "plan_preview", "on_startup"):
         bare, called = pipeplug.App("bare"), pipeplug.App("called")
 
         def handler():
@@ -159,8 +180,6 @@ def test_unknown_names_suggest_the_closest():
         app.versions(lambda dpeloy_targets: [])
     with pytest.raises(pipeplug.RegistrationError, match=r"'options' \(.*\) is not offered to @app.versions"):
         app.versions(lambda options: [])
-    with pytest.raises(pipeplug.RegistrationError, match=r"unknown hook 'version' \(did you mean 'versions'\?\)"):
-        app.register_hook("version", lambda: [])
 
 
 async def _deploy(ctx, options, region):
@@ -237,8 +256,8 @@ def test_an_app_that_registers_nothing_is_refused_at_start():
 
 def test_a_planner_without_stages_is_refused():
     app = pipeplug.App("planner")
-    app.pipeline(lambda stages: [])
-    with pytest.raises(pipeplug.RegistrationError, match="registers @app.pipeline but no stage"):
+    app.pipeline_stages(lambda stages: [])
+    with pytest.raises(pipeplug.RegistrationError, match="registers @app.pipeline_stages but no stage"):
         app.finalize()
 
 

@@ -262,14 +262,14 @@ def test_a_non_final_status_is_failure_naming_the_handler(every, status):
 def test_list_hooks_returning_none_name_the_hook():
     app = pipeplug.App("forgetful")
     app.stage("A")(lambda: None)
-    for hook in ("versions", "pipeline", "quick_sync", "plan_preview"):
+    for hook in ("versions", "pipeline_stages", "quick_sync_stages", "plan_preview"):
         getattr(app, hook)(lambda: None)
     with served(app) as stubs:
         inp = pb.PlanPluginInput(deployment=model_pb.Deployment(id="d"))
         calls = {
             "versions": lambda: stubs.deployment.DetermineVersions(pb.DetermineVersionsRequest(input=inp)),
-            "pipeline": lambda: stubs.deployment.BuildPipelineSyncStages(pb.BuildPipelineSyncStagesRequest()),
-            "quick_sync": lambda: stubs.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest()),
+            "pipeline_stages": lambda: stubs.deployment.BuildPipelineSyncStages(pb.BuildPipelineSyncStagesRequest()),
+            "quick_sync_stages": lambda: stubs.deployment.BuildQuickSyncStages(pb.BuildQuickSyncStagesRequest()),
             "plan_preview": lambda: stubs.planpreview.GetPlanPreview(planpreview_pb2.GetPlanPreviewRequest()),
         }
         for hook, call in calls.items():
@@ -410,7 +410,7 @@ def test_bad_pipeline_plan_is_refused_with_reason():
     app = pipeplug.App("badplan")
     app.stage("A")(lambda: None)
 
-    @app.pipeline
+    @app.pipeline_stages
     def plan(stages):
         return [pipeplug.PlannedStage(name="A", index=99)]
 

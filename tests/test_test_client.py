@@ -229,7 +229,7 @@ def test_a_resource_without_id_is_refused():
 
     @app.livestate
     def live():
-        return pipeplug.LiveState([pipeplug.Resource(id="", name="x")], pipeplug.SyncStatus.SYNCED)
+        return pipeplug.Livestate([pipeplug.Resource(id="", name="x")], pipeplug.SyncStatus.SYNCED)
 
     with app.test_client() as client:
         with pytest.raises(PluginCallError, match="resource 0 .* has an empty id"):

@@ -37,8 +37,8 @@ class ScriptRunOptions:
     on_rollback: str = ""
 
 
-@app.pipeline
-def pipeline(stages: list[pipeplug.StageRequest]) -> list[pipeplug.PlannedStage]:
+@app.pipeline_stages
+def pipeline_stages(stages: list[pipeplug.RequestedStage]) -> list[pipeplug.PlannedStage]:
     planned = []
     for stage in stages:
         planned.append(pipeplug.PlannedStage(stage.name, stage.index))

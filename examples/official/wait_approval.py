@@ -35,7 +35,7 @@ class WaitApprovalOptions:
     min_approver_num: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
-def plan(stage: pipeplug.StageRequest) -> pipeplug.PlannedStage:
+def plan(stage: pipeplug.RequestedStage) -> pipeplug.PlannedStage:
     return pipeplug.PlannedStage(
         stage.name, stage.index, available_operation=pipeplug.ManualOperation.APPROVE, authorized_operators=stage.config["approvers"]
     )

@@ -28,14 +28,14 @@ from ..types import ArtifactKind
 from ..types import ArtifactVersion
 from ..types import DeploymentSource
 from ..types import HealthStatus
-from ..types import LiveState
+from ..types import Livestate
 from ..types import ManualOperation
 from ..types import PlannedStage
 from ..types import PlanPreview
 from ..types import Resource
-from ..types import StageRequest
+from ..types import RequestedStage
 from ..types import StageStatus
-from ..types import Strategy
+from ..types import StrategyDecision
 from ..types import SyncStatus
 from ..types import SyncStrategy
 from ._loop import LoopThread
@@ -382,23 +382,23 @@ class TestClient:
 
     def determine_strategy(
         self, *, deployment: t.Any = None, target_source: t.Any = None, running_source: t.Any = None, deploy_targets: t.Sequence[str] | None = None
-    ) -> Strategy | None:
+    ) -> StrategyDecision | None:
         """DetermineStrategy: the plugin's choice, or None when it answers ``unsupported``."""
         request = deploy_pb.DetermineStrategyRequest(input=self._plan_input(deployment, target_source, running_source, deploy_targets))
         response = self._call("DetermineStrategy", self._deploy().DetermineStrategy, request)
         self._check("DetermineStrategy", validation.check_strategy(response))
         if response.unsupported:
             return None
-        return Strategy(SyncStrategy(response.sync_strategy), response.summary)
+        return StrategyDecision(SyncStrategy(response.sync_strategy), response.summary)
 
-    def build_pipeline_sync_stages(self, stages: t.Sequence[t.Mapping[str, t.Any] | StageRequest], *, rollback: bool = True) -> list[PlannedStage]:
+    def build_pipeline_sync_stages(self, stages: t.Sequence[t.Mapping[str, t.Any] | RequestedStage], *, rollback: bool = True) -> list[PlannedStage]:
         """BuildPipelineSyncStages for ``spec.pipeline.stages`` entries ``{"name", "index"?, "desc"?, "with"?}``.
 
         ``index`` defaults to the entry's position, as piped numbers the pipeline.
         """
         request = deploy_pb.BuildPipelineSyncStagesRequest(rollback=rollback)
         for position, stage in enumerate(stages):
-            if isinstance(stage, StageRequest):
+            if isinstance(stage, RequestedStage):
                 name, index, desc, config = stage.name, stage.index, stage.desc, stage.config
             else:
                 name, index, desc = stage["name"], stage.get("index", position), stage.get("desc", "")
@@ -488,7 +488,7 @@ class TestClient:
         deploy_source: DeploymentSource | str | None = None,
         application_id: str = DEFAULT_APP_ID,
         application_name: str = DEFAULT_APP_NAME,
-    ) -> LiveState:
+    ) -> Livestate:
         """GetLivestate for one application, as piped's minute-by-minute reporter asks."""
         request = live_api_pb.GetLivestateRequest(
             piped_id=self.piped.piped_id,
@@ -515,7 +515,7 @@ class TestClient:
             for r in response.application_live_state.resources
         ]
         sync = response.sync_state
-        return LiveState(resources, SyncStatus(sync.status), sync.short_reason, sync.reason)
+        return Livestate(resources, SyncStatus(sync.status), sync.short_reason, sync.reason)
 
     def get_plan_preview(
         self,

@@ -70,7 +70,7 @@ async def undo(ctx: pipeplug.Context, options: t.Any, running_source: pipeplug.D
     ctx.log.info("undo ran")
 
 
-def plan_gate(stage: pipeplug.StageRequest) -> PlannedStage:
+def plan_gate(stage: pipeplug.RequestedStage) -> PlannedStage:
     return PlannedStage(stage.name, stage.index, available_operation=ManualOperation.APPROVE, authorized_operators=stage.config.get("approvers", []))
 
 

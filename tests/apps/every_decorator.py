@@ -66,24 +66,24 @@ async def versions(app_spec: Spec, target_source: pipeplug.DeploymentSource) -> 
 
 
 @app.strategy
-def strategy(running_source: pipeplug.DeploymentSource | None, deployment: pipeplug.Deployment) -> pipeplug.Strategy | None:
+def strategy(running_source: pipeplug.DeploymentSource | None, deployment: pipeplug.Deployment) -> pipeplug.StrategyDecision | None:
     if deployment.commit_message.startswith("no-opinion"):
         return None
     if running_source is None:
-        return pipeplug.Strategy(pipeplug.SyncStrategy.QUICK_SYNC, "first")
+        return pipeplug.StrategyDecision(pipeplug.SyncStrategy.QUICK_SYNC, "first")
     return pipeplug.SyncStrategy.PIPELINE
 
 
-@app.pipeline
-def pipeline(stages: list[pipeplug.StageRequest], rollback: bool) -> list[PlannedStage]:
+@app.pipeline_stages
+def pipeline_stages(stages: list[pipeplug.RequestedStage], rollback: bool) -> list[PlannedStage]:
     planned = [PlannedStage(name=s.name, index=s.index, metadata={"with": json.dumps(s.config, sort_keys=True)}) for s in stages]
     if rollback and stages:
         planned.append(PlannedStage(name="EVERY_ROLLBACK", index=stages[0].index, rollback=True))
     return planned
 
 
-@app.quick_sync
-async def quick_sync(rollback: bool) -> list[PlannedStage]:
+@app.quick_sync_stages
+async def quick_sync_stages(rollback: bool) -> list[PlannedStage]:
     stages = [PlannedStage(name="EVERY_SYNC", desc="sync all")]
     if rollback:
         stages.append(PlannedStage(name="EVERY_ROLLBACK", rollback=True))
@@ -140,9 +140,9 @@ def bad_return() -> object:
 
 
 @app.livestate
-def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource) -> pipeplug.LiveState:
+def livestate(deploy_targets: list[pipeplug.DeployTarget], target_source: pipeplug.DeploymentSource) -> pipeplug.Livestate:
     resources = [pipeplug.Resource(id=f"{t.name}/app", name="app", resource_type="Deployment", deploy_target=t.name) for t in deploy_targets]
-    return pipeplug.LiveState(resources, pipeplug.SyncStatus.OUT_OF_SYNC, "drift", f"commit {target_source.commit_hash}")
+    return pipeplug.Livestate(resources, pipeplug.SyncStatus.OUT_OF_SYNC, "drift", f"commit {target_source.commit_hash}")
 
 
 @app.plan_preview

@@ -42,9 +42,9 @@ def versions(config: Config) -> list[pipeplug.ArtifactVersion]:
 
 
 @app.livestate
-def livestate(config: Config) -> pipeplug.LiveState:
+def livestate(config: Config) -> pipeplug.Livestate:
     resource = pipeplug.Resource(id="r", name="r", health_description=f"logged in as {config.token}")
-    return pipeplug.LiveState([resource], pipeplug.SyncStatus.SYNCED, reason=f"token {config.token}")
+    return pipeplug.Livestate([resource], pipeplug.SyncStatus.SYNCED, reason=f"token {config.token}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ prints the decorated handler's signature, which the test compares.
 
 from __future__ import annotations
 
+import typing as t
+
 import attrs
 from typing_extensions import assert_type
 from typing_extensions import reveal_type
@@ -61,12 +63,35 @@ def warm_up() -> None:
     pass
 
 
+@app.strategy
+def strategy(running_source: pipeplug.DeploymentSource | None) -> pipeplug.StrategyDecision | None:
+    return None if running_source else pipeplug.StrategyDecision(pipeplug.SyncStrategy.QUICK_SYNC, "first")
+
+
+@app.pipeline_stages
+def plan_pipeline(stages: list[pipeplug.RequestedStage]) -> list[pipeplug.PlannedStage]:
+    return [app.plan_stage(stage) for stage in stages]
+
+
+def plan_quick_sync() -> list[pipeplug.PlannedStage]:
+    return [pipeplug.PlannedStage(name="CANARY_ROLLOUT")]
+
+
+def livestate() -> pipeplug.Livestate:
+    return pipeplug.Livestate()
+
+
 def decorators_keep_the_handlers_type(ctx: pipeplug.Context) -> None:
     options = CanaryOptions(replicas=pipeplug.Replicas(3))
     assert_type(rollout(ctx, options), pipeplug.StageResult)
     assert_type(versions(), list[pipeplug.ArtifactVersion])
     assert_type(versions_called(), list[pipeplug.ArtifactVersion])
     assert_type(warm_up(), None)
+    assert_type(strategy(None), pipeplug.StrategyDecision | None)
+    assert_type(plan_pipeline([]), list[pipeplug.PlannedStage])
+    # the register_* twins return the function they were given, type and all
+    assert_type(app.register_quick_sync_stages(plan_quick_sync), t.Callable[[], list[pipeplug.PlannedStage]])
+    assert_type(app.register_livestate(livestate)(), pipeplug.Livestate)
     rollout(ctx, "not options")  # type: ignore[arg-type]
     versions(1)  # type: ignore[call-arg]
 
