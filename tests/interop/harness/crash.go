@@ -23,8 +23,6 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"github.com/pipe-cd/pipecd/pkg/app/pipedv1/plugin"
-	"github.com/pipe-cd/pipecd/pkg/lifecycle"
 	"github.com/pipe-cd/pipecd/pkg/model"
 	"github.com/pipe-cd/pipecd/pkg/plugin/api/v1alpha1/deployment"
 )
@@ -74,31 +72,12 @@ func (lp *launchedPlugin) killHard() (int, error) {
 	return pid, nil
 }
 
-// relaunch starts the plugin again as a restarted piped does: the cached file,
-// the same argv, a new client and a new registry. The launchedPlugin is updated
-// in place, so whoever holds it stops the new process at the end.
+// relaunch starts the plugin again as a restarted piped does (see relaunchPlugin).
 func (s *suite) relaunch(t *T) {
-	lp := s.plugin
-	if lp.client != nil {
-		lp.client.Close()
-		lp.client = nil
-	}
-	cmd, err := lifecycle.RunBinary(s.ctx, lp.path, lp.argv)
-	if err != nil {
-		t.Fatalf("relaunching the plugin: RunBinary: %v", err)
-	}
-	lp.cmd, lp.started = cmd, time.Now()
-	if err := lp.connect(s.ctx, 30*time.Second); err != nil {
+	if err := s.relaunchPlugin(); err != nil {
 		t.Fatalf("relaunching the plugin: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	reg, err := plugin.NewPluginRegistry(ctx, []plugin.Plugin{{Name: s.name, Cli: lp.client}})
-	if err != nil {
-		t.Fatalf("relaunching the plugin: plugin.NewPluginRegistry: %v", err)
-	}
-	s.registry = reg
-	t.Logf("plugin relaunched and listening after %s", lp.ready.Round(time.Millisecond))
+	t.Logf("plugin relaunched and listening after %s", s.plugin.ready.Round(time.Millisecond))
 }
 
 // approverRefused says why the web API would refuse an approval from

@@ -4,12 +4,8 @@ package main
 // as piped does after a restart (scenario field StageCase.Interrupt).
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -57,7 +53,7 @@ func (s *suite) interruptStage(t *T, p *plan, ps *model.PipelineStage, sc *Stage
 
 	stopped := time.Now()
 	if ic.Signal == "KILL" {
-		pid, err := pluginPID()
+		pid, err := s.plugin.pluginPID()
 		if err != nil {
 			t.Fatalf("%s: %v", where, err)
 		}
@@ -146,40 +142,12 @@ func (s *suite) relaunchPlugin() error {
 	if err := lp.connect(s.ctx, 30*time.Second); err != nil {
 		return err
 	}
-	reg, err := plugin.NewPluginRegistry(s.ctx, []plugin.Plugin{{Name: s.name, Cli: lp.client}})
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	reg, err := plugin.NewPluginRegistry(ctx, []plugin.Plugin{{Name: s.name, Cli: lp.client}})
 	if err != nil {
 		return fmt.Errorf("plugin.NewPluginRegistry: %w", err)
 	}
 	s.registry = reg
 	return nil
-}
-
-// pluginPID finds the plugin process among the harness's children: the one
-// started with piped's argv. lifecycle.Command does not expose its PID.
-func pluginPID() (int, error) {
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", os.Getpid()))
-	if err != nil {
-		return 0, err
-	}
-	var found []int
-	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, field := range strings.Fields(string(b)) {
-			pid, err := strconv.Atoi(field)
-			if err != nil {
-				continue
-			}
-			cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			if err == nil && bytes.Contains(cmdline, []byte("\x00--piped-plugin-service\x00")) {
-				found = append(found, pid)
-			}
-		}
-	}
-	if len(found) != 1 {
-		return 0, fmt.Errorf("want exactly one child process started with piped's argv, found %v", found)
-	}
-	return found[0], nil
 }
