@@ -191,33 +191,40 @@ def geomean(values: t.Sequence[float]) -> float:
 
 
 def overhead_and_throughput(size: dict[str, int]) -> dict[str, t.Any]:
-    """Server CPU per trivial call and calls/s at 256 in flight: pipeplug (A) against raw (B), alternating."""
+    """Server CPU per trivial call and calls/s at 256 in flight: pipeplug (A) against raw (B), alternating.
+
+    Each kind runs as ``size["replicas"]`` processes, every one measured in every
+    round: identical servers differ by up to 8% in CPU per call from one process
+    to the next, more than the difference being measured, so with one process per
+    kind the ratio was a draw (bench/RESULTS.md, "Issue 13 part B").
+    """
     cpu: dict[tuple[str, str], list[float]] = {}
     rate: dict[tuple[str, str], list[float]] = {}
     with fake_piped() as piped:
-        servers = {"pipeplug": Plugin("pipeplug", piped), "raw": Plugin("raw", piped)}
+        servers = {kind: [Plugin(kind, piped) for _ in range(size["replicas"])] for kind in ("pipeplug", "raw")}
         try:
             for round_ in range(size["rounds"]):
                 order = ["pipeplug", "raw"] if round_ % 2 == 0 else ["raw", "pipeplug"]
                 for kind in order:
-                    server = servers[kind]
-                    for rpc in ("fetch", "execute"):
-                        n = size["cpu_calls"] if rpc == "fetch" else size["cpu_calls"] // 2
-                        before = cpu_seconds(server.pid)
-                        result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(n), "--concurrency", "16", "--warmup", "200")
-                        used = cpu_seconds(server.pid) - before
-                        if result["errors"]:
-                            raise RuntimeError(f"{kind} {rpc}: {result['errors']} errors, first: {result['first_error']}")
-                        # the warm-up calls ran on the server too
-                        cpu.setdefault((kind, rpc), []).append(used / (result["ok"] + 200) * 1e6)
-                        result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(size["tp_calls"]), "--concurrency", "256", "--warmup", "50")
-                        if result["errors"]:
-                            raise RuntimeError(f"{kind} {rpc} at 256: {result['errors']} errors, first: {result['first_error']}")
-                        rate.setdefault((kind, rpc), []).append(result["calls_per_s"])
-                note(f"round {round_ + 1}/{size['rounds']}: " + ", ".join(f"{k[0]} {k[1]} {v[-1]:.0f}us" for k, v in cpu.items()))
+                    for server in servers[kind]:
+                        for rpc in ("fetch", "execute"):
+                            n = size["cpu_calls"] if rpc == "fetch" else size["cpu_calls"] // 2
+                            before = cpu_seconds(server.pid)
+                            result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(n), "--concurrency", "16", "--warmup", "200")
+                            used = cpu_seconds(server.pid) - before
+                            if result["errors"]:
+                                raise RuntimeError(f"{kind} {rpc}: {result['errors']} errors, first: {result['first_error']}")
+                            # the warm-up calls ran on the server too
+                            cpu.setdefault((kind, rpc), []).append(used / (result["ok"] + 200) * 1e6)
+                            result = loadgen("calls", "--addr", server.address, "--rpc", rpc, "-n", str(size["tp_calls"]), "--concurrency", "256", "--warmup", "50")
+                            if result["errors"]:
+                                raise RuntimeError(f"{kind} {rpc} at 256: {result['errors']} errors, first: {result['first_error']}")
+                            rate.setdefault((kind, rpc), []).append(result["calls_per_s"])
+                note(f"round {round_ + 1}/{size['rounds']}: " + ", ".join(f"{k[0]} {k[1]} {median(v[-size['replicas']:]):.0f}us" for k, v in cpu.items()))
         finally:
-            for server in servers.values():
-                server.stop()
+            for replicas in servers.values():
+                for server in replicas:
+                    server.stop()
     cpu_us = {f"{kind}_{rpc}": median(v) for (kind, rpc), v in cpu.items()}
     calls_per_s = {f"{kind}_{rpc}": median(v) for (kind, rpc), v in rate.items()}
     cpu_ratios = {rpc: cpu_us[f"pipeplug_{rpc}"] / cpu_us[f"raw_{rpc}"] for rpc in ("fetch", "execute")}
@@ -520,9 +527,9 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     size = (
-        {"rounds": 2, "cpu_calls": 2000, "tp_calls": 2000, "held": 2000, "probes": 300, "cold": 3, "imports": 3, "soak_rounds": 6, "soak_wave": 200, "log_lines": 20_000}
+        {"replicas": 3, "rounds": 2, "cpu_calls": 1000, "tp_calls": 1000, "held": 2000, "probes": 300, "cold": 3, "imports": 3, "soak_rounds": 6, "soak_wave": 200, "log_lines": 20_000}
         if quick
-        else {"rounds": 5, "cpu_calls": 20000, "tp_calls": 10000, "held": 10000, "probes": 2000, "cold": 11, "imports": 11, "soak_rounds": 50, "soak_wave": 500, "log_lines": 100_000}
+        else {"replicas": 3, "rounds": 5, "cpu_calls": 8000, "tp_calls": 4000, "held": 10000, "probes": 2000, "cold": 11, "imports": 11, "soak_rounds": 50, "soak_wave": 500, "log_lines": 100_000}
     )
     note(f"{'quick' if quick else 'full'} run; server core {SERVER_CORE}, load generator core {CLIENT_CORE}")
     started = time.perf_counter()
