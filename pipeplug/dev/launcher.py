@@ -199,28 +199,23 @@ class PluginProcess:
         return "\n".join(f"    | {line}" for line in shown) if shown else "    | (no output)"
 
     async def connect(self, timeout: float) -> None:
-        """Wait for the port like piped (but bounded), then fetch the stage list piped routes by."""
+        """Wait until the plugin answers, like piped (but bounded), then fetch the stage list piped routes by."""
         deadline = time.monotonic() + timeout
         address = f"localhost:{self.spec.port}"
-        self.channel = grpc.aio.insecure_channel(address)
-        ready = asyncio.ensure_future(self.channel.channel_ready())
+        assert self.proc is not None
         try:
-            while not ready.done():
-                code = self.exited()
-                if code is not None:
-                    raise LaunchError(
-                        f"plugin {self.name} exited with code {code} before listening on {address}. Its last output:\n{self.tail_text()}"
-                        + _hint(self.spec, code)
-                    )
-                if time.monotonic() > deadline:
-                    raise LaunchError(
-                        f"plugin {self.name} did not listen on {address} within {timeout:g}s (--port-timeout); real piped would wait "
-                        f"forever here. Its last output:\n{self.tail_text()}"
-                    )
-                await asyncio.wait({ready}, timeout=0.05)
-        finally:
-            if not ready.done():
-                ready.cancel()
+            await asyncio.to_thread(launcher.wait_answered, self.proc, address, timeout)
+        except launcher.NotAnswering as exc:
+            if exc.exited:
+                code = t.cast(int, self.exited())
+                raise LaunchError(
+                    f"plugin {self.name} exited with code {code} before listening on {address}. Its last output:\n{self.tail_text()}" + _hint(self.spec, code)
+                ) from None
+            raise LaunchError(
+                f"plugin {self.name} did not listen on {address} (or never answered FetchDefinedStages there) within {timeout:g}s "
+                f"(--port-timeout); real piped would wait forever here. Its last output:\n{self.tail_text()}"
+            ) from None
+        self.channel = grpc.aio.insecure_channel(address)
         self.deployment = deploy_grpc.DeploymentServiceStub(self.channel)
         self.livestate = live_grpc.LivestateServiceStub(self.channel)
         self.planpreview = preview_grpc.PlanPreviewServiceStub(self.channel)
