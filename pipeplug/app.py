@@ -146,8 +146,7 @@ class App:
             )
 
         def decorator(func: F) -> F:
-            self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync, plan=plan)
-            return func
+            return self.register_stage(name, func, rollback=rollback, quick_sync=quick_sync, plan=plan)
 
         return decorator
 
@@ -155,13 +154,13 @@ class App:
     def register_stage(
         self,
         name: str,
-        func: t.Callable[..., t.Any],
+        func: F,
         *,
         rollback: bool = False,
         quick_sync: bool = False,
         plan: t.Callable[[RequestedStage], PlannedStage] | None = None,
-    ) -> None:
-        """Register ``func`` for stage ``name``; see :meth:`stage`."""
+    ) -> F:
+        """Register ``func`` for stage ``name`` and return it; see :meth:`stage`."""
         label = f"@app.stage({name!r})"
         if not isinstance(name, str) or not name.strip():
             raise RegistrationError(f"{label}: a stage name must be a non-empty string")
@@ -174,6 +173,7 @@ class App:
             raise RegistrationError(f"{label}: plan={plan!r} is not callable; pass a function taking the RequestedStage and returning a PlannedStage")
         handler = analyse(func, "stage", label=label)
         self.stages[name] = StageSpec(name=name, handler=handler, rollback=rollback, quick_sync=quick_sync, plan=plan)
+        return func
 
     def plan_stage(self, stage: RequestedStage) -> PlannedStage:
         """Plan one requested pipeline stage: by its ``plan=`` function, else as requested.
@@ -306,9 +306,10 @@ class App:
         return self._decorate(self.register_on_startup, func)
 
     @setupmethod
-    def register_on_startup(self, func: t.Callable[..., t.Any]) -> None:
-        """Register a startup function; see :meth:`on_startup`."""
+    def register_on_startup(self, func: F) -> F:
+        """Register a startup function and return it; see :meth:`on_startup`."""
         self.startup_hooks.append(analyse(func, "on_startup", label="@app.on_startup"))
+        return func
 
     # -- serving ----------------------------------------------------------
 

@@ -31,8 +31,9 @@ def test_decorators_return_the_function_unchanged():
 
 def test_register_twins():
     app = pipeplug.App("p")
-    app.register_stage("A", lambda ctx: None, rollback=True)
-    app.register_on_startup(lambda config: None)
+    stage, startup = (lambda ctx: None), (lambda config: None)
+    assert app.register_stage("A", stage, rollback=True) is stage
+    assert app.register_on_startup(startup) is startup
     assert app.stages["A"].rollback and app.stages["A"].handler.params == ("ctx",)
     assert app.startup_hooks[0].params == ("config",)
 

@@ -92,6 +92,8 @@ def decorators_keep_the_handlers_type(ctx: pipeplug.Context) -> None:
     # the register_* twins return the function they were given, type and all
     assert_type(app.register_quick_sync_stages(plan_quick_sync), t.Callable[[], list[pipeplug.PlannedStage]])
     assert_type(app.register_livestate(livestate)(), pipeplug.Livestate)
+    assert_type(app.register_on_startup(warm_up)(), None)
+    assert_type(app.register_stage("ROLLOUT_AGAIN", rollout)(ctx, options), pipeplug.StageResult)
     rollout(ctx, "not options")  # type: ignore[arg-type]
     versions(1)  # type: ignore[call-arg]
 
