@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb  # noqa: E402
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc  # noqa: E402
+from pipeplug.launcher import free_port  # noqa: E402
 
 PY = sys.executable
 WAIT_APP = os.path.join(BENCH, "wait_app.py")
@@ -49,12 +49,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def note(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(argv: list[str], core: int | None, **kwargs: t.Any) -> subprocess.Popen[t.Any]:
@@ -142,8 +136,7 @@ class Plugin:
 
     def __init__(self, kind: str, piped: str, extra: t.Sequence[str] = ()) -> None:
         self.kind = kind
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.port, self.admin_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         config = json.dumps({"name": "wait", "url": "file:///bench", "port": self.port})
         script = WAIT_APP if kind == "pipeplug" else RAW

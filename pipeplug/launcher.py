@@ -52,11 +52,25 @@ _POLL_OPTIONS = (
 )
 
 
+#: ports free_port() handed out in this process
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago, and never one handed out before in this process.
+
+    The kernel may give a port just closed to the next caller at once, so two calls
+    in a row (a plugin's gRPC port, then its admin port) could return the same port
+    before the plugin binds either.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise LaunchError("no free TCP port on 127.0.0.1 that was not handed out already (100 tries)")
 
 
 @attrs.frozen

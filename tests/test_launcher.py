@@ -80,3 +80,37 @@ def test_stop_terminates_by_pid(tmp_path) -> None:  # type: ignore[no-untyped-de
     finally:
         code = launcher.stop(proc, grace=10)
     assert code == -15
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel may give a just-closed port to the next bind: a plugin once got one port for gRPC and admin."""
+    offered = iter([41001, 41001, 41001, 41002])
+
+    class Kernel:  # a socket whose bind(port 0) gets the kernel's next offer
+        def __init__(self, *args: object) -> None:
+            self.port = 0
+
+        def __enter__(self) -> Kernel:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(offered)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(launcher, "_handed_out", set())
+    monkeypatch.setattr(launcher.socket, "socket", Kernel)
+    assert [launcher.free_port(), launcher.free_port()] == [41001, 41002]
+
+
+def test_free_port_gives_ports_one_can_bind() -> None:
+    import socket
+
+    ports = [launcher.free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[-1]))
