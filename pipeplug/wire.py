@@ -1,6 +1,6 @@
 """Conversions between generated protobuf messages and pipeplug's plain values.
 
-The value classes are imported by the two functions that make them, so that
+The value classes are imported by the functions that make them, so that
 importing this module (as the servicers do) does not load them.
 """
 
@@ -11,6 +11,7 @@ import typing as t
 
 from ._gen.model import common_pb2 as common_pb
 from ._gen.model import deployment_pb2 as model_pb
+from .enums import ManualOperation
 from .enums import SyncStrategy
 
 if t.TYPE_CHECKING:
@@ -69,6 +70,21 @@ def source_from_pb(pb: t.Any, present: bool) -> DeploymentSource | None:
 
 def version_to_pb(version: ArtifactVersion) -> common_pb.ArtifactVersion:
     return common_pb.ArtifactVersion(kind=enum_number(version.kind), version=version.version, name=version.name, url=version.url)
+
+
+def stage_from_pb(stage: model_pb.PipelineStage) -> PlannedStage:
+    """A planned stage as a plugin answered it (what :func:`stage_to_pb` made), back as a value."""
+    from .types import PlannedStage
+
+    return PlannedStage(
+        name=stage.name,
+        index=stage.index,
+        desc=stage.desc,
+        rollback=stage.rollback,
+        metadata=dict(stage.metadata),
+        available_operation=ManualOperation(stage.available_operation),
+        authorized_operators=tuple(stage.authorized_operators),
+    )
 
 
 def stage_to_pb(stage: PlannedStage, *, desc: str, now: int) -> model_pb.PipelineStage:

@@ -14,6 +14,7 @@ import attrs
 import grpc
 
 from .. import validation
+from .. import wire
 from .._gen.model import deployment_pb2 as model_pb
 from .._gen.plugin import common_pb2 as plugin_common_pb
 from .._gen.plugin import deployment_pb2 as deploy_pb
@@ -29,7 +30,6 @@ from ..types import ArtifactVersion
 from ..types import DeploymentSource
 from ..types import HealthStatus
 from ..types import Livestate
-from ..types import ManualOperation
 from ..types import PlannedStage
 from ..types import PlanPreview
 from ..types import Resource
@@ -134,18 +134,6 @@ def _source_pb(source: DeploymentSource) -> t.Any:
         application_config=source.application_config,
         application_config_filename=source.application_config_filename,
         shared_config_directory=source.shared_config_directory,
-    )
-
-
-def _planned_from_pb(stage: t.Any) -> PlannedStage:
-    return PlannedStage(
-        name=stage.name,
-        index=stage.index,
-        desc=stage.desc,
-        rollback=stage.rollback,
-        metadata=dict(stage.metadata),
-        available_operation=ManualOperation(stage.available_operation),
-        authorized_operators=tuple(stage.authorized_operators),
     )
 
 
@@ -410,13 +398,13 @@ class TestClient:
             "BuildPipelineSyncStages",
             validation.check_pipeline_sync_stages(response.stages, requested, defined_stages=self._defined_stages()),
         )
-        return [_planned_from_pb(s) for s in response.stages]
+        return [wire.stage_from_pb(s) for s in response.stages]
 
     def build_quick_sync_stages(self, *, rollback: bool = True) -> list[PlannedStage]:
         """BuildQuickSyncStages (the request carries only ``rollback``, as with piped)."""
         response = self._call("BuildQuickSyncStages", self._deploy().BuildQuickSyncStages, deploy_pb.BuildQuickSyncStagesRequest(rollback=rollback))
         self._check("BuildQuickSyncStages", validation.check_quick_sync_stages(response.stages, defined_stages=self._defined_stages()))
-        return [_planned_from_pb(s) for s in response.stages]
+        return [wire.stage_from_pb(s) for s in response.stages]
 
     def start_stage(
         self,
