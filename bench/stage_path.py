@@ -30,6 +30,7 @@ from bench.raw_servicer import RawDeploymentService  # noqa: E402
 from bench.wait_app import app  # noqa: E402
 from pipeplug._gen.plugin import deployment_pb2 as deploy_pb  # noqa: E402
 from pipeplug._gen.plugin import deployment_pb2_grpc as deploy_grpc  # noqa: E402
+from pipeplug.grpc_private import generic_handler_methods  # noqa: E402
 from pipeplug.guard import GuardedRegistrar  # noqa: E402
 from pipeplug.servicers import Dispatcher  # noqa: E402
 from pipeplug.servicers import DeploymentServicer  # noqa: E402
@@ -43,7 +44,10 @@ class _Table:
         self.handlers: dict[str, t.Any] = {}
 
     def add_generic_rpc_handlers(self, handlers: t.Any) -> None:
-        pass
+        for handler in handlers:  # pipeplug registers its handlers only here (pipeplug.guard.GenericOnly)
+            methods = generic_handler_methods(handler)
+            if methods is not None:
+                self.handlers = methods[1]
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, t.Any]) -> None:
         self.handlers = handlers

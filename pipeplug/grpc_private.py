@@ -2,10 +2,10 @@
 
 grpc offers no public way to read the method table of a generic handler built
 by ``grpc.method_handlers_generic_handler``; the guard needs it to wrap each
-method of the generated ``add_*Servicer_to_server`` functions' generic
-handler (they also register the same table through the public
-``add_registered_method_handlers``). Tested with the grpcio range pinned in
-pyproject.toml; ``tests/test_servicers.py::test_grpc_private_api_still_holds``
+method of the generated ``add_*Servicer_to_server`` functions' generic handler
+(they also give the same table to ``add_registered_method_handlers``, which
+:class:`pipeplug.guard.GenericOnly` does not pass on). Tested with the grpcio
+range pinned in pyproject.toml; ``tests/test_servicers.py::test_grpc_private_api_still_holds``
 fails when a grpcio release changes it.
 """
 

@@ -36,7 +36,8 @@ def _cancel_requested() -> bool:
     ``ServicerContext.cancelled()`` stays False on the server side of a client cancel.
     Python 3.10 has no ``Task.cancelling()``; there a swallowed cancel goes unnoticed.
     """
-    return bool(t.cast(t.Any, asyncio.current_task()).cancelling())
+    task: t.Any = asyncio.current_task()
+    return bool(task.cancelling())
 
 
 def _never() -> bool:
@@ -56,8 +57,41 @@ class _Malformed:
         self.error = error
 
 
-class GuardedRegistrar:
-    """Looks like a grpc.aio server to generated ``add_*Servicer_to_server`` functions; registers guarded handlers.
+class GenericOnly:
+    """Looks like a grpc.aio server to generated ``add_*Servicer_to_server`` functions; registers generic handlers only.
+
+    Generated code registers each service twice: as a generic handler and as
+    registered methods. grpc.aio keeps one pending accept per registered method
+    (plus one for all others) and, for every call it accepts, runs
+    ``asyncio.wait`` over all of them, so each registered method costs every
+    call of every method. Served through the generic handlers alone, a call
+    costs about 50,000 fewer instructions (bench/RESULTS.md, "Issue 13 part C").
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self.server = server
+        #: services that came through add_generic_rpc_handlers
+        self.services: set[str] = set()
+
+    def add_generic_rpc_handlers(self, handlers: t.Sequence[t.Any]) -> None:
+        for handler in handlers:
+            name = getattr(handler, "service_name", None)
+            if callable(name):
+                self.services.add(name())
+            self.server.add_generic_rpc_handlers((self.wrap(handler),))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, t.Any]) -> None:
+        """Serve ``handlers`` generically, unless the same service came through :meth:`add_generic_rpc_handlers` already."""
+        if service not in self.services:
+            self.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+    def wrap(self, handler: t.Any) -> t.Any:
+        """The generic handler to register in place of ``handler``: itself here."""
+        return handler
+
+
+class GuardedRegistrar(GenericOnly):
+    """A :class:`GenericOnly` that wraps every unary-unary method in the guard.
 
     :param maximum_concurrent_rpcs: calls beyond this many in flight are refused
         with RESOURCE_EXHAUSTED at once. (grpc.aio's own ``maximum_concurrent_rpcs``
@@ -66,30 +100,18 @@ class GuardedRegistrar:
     """
 
     def __init__(self, server: grpc.aio.Server, *, maximum_concurrent_rpcs: int | None = None, metrics: Metrics = METRICS) -> None:
-        self.server = server
+        super().__init__(server)
         self.limit = maximum_concurrent_rpcs
         self.metrics = metrics
-        self._cache: dict[tuple[str, tuple[str, ...]], dict[str, t.Any]] = {}
         #: calls in flight on this server (the metrics are per process)
         self.in_flight = 0
 
-    def add_generic_rpc_handlers(self, handlers: t.Sequence[t.Any]) -> None:
-        for handler in handlers:
-            methods = generic_handler_methods(handler)
-            if methods is not None:
-                service, names = methods
-                handler = grpc.method_handlers_generic_handler(service, self._guarded(service, names))
-            self.server.add_generic_rpc_handlers((handler,))
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, t.Any]) -> None:
-        self.server.add_registered_method_handlers(service, self._guarded(service, handlers))
-
-    def _guarded(self, service: str, handlers: dict[str, t.Any]) -> dict[str, t.Any]:
-        # Generated code registers each table twice (generic and registered): wrap once.
-        key = (service, tuple(sorted(handlers)))
-        if key not in self._cache:
-            self._cache[key] = {name: self.guard(f"/{service}/{name}", handler) for name, handler in handlers.items()}
-        return self._cache[key]
+    def wrap(self, handler: t.Any) -> t.Any:
+        methods = generic_handler_methods(handler)
+        if methods is None:
+            return handler
+        service, table = methods
+        return grpc.method_handlers_generic_handler(service, {name: self.guard(f"/{service}/{name}", method) for name, method in table.items()})
 
     def guard(self, method: str, handler: t.Any) -> t.Any:
         """Wrap one unary-unary handler."""

@@ -21,6 +21,7 @@ import grpc
 from . import logconfig
 from .errors import PipeplugError
 from .handlers import RegistrationError
+from .guard import GenericOnly
 from .guard import GuardedRegistrar
 from .loopwatch import LoopWatch
 from .loopwatch import threshold_from_env
@@ -347,7 +348,7 @@ async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.A
     servicer = health.aio.HealthServicer()
     for name in ("", *services):
         await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, GenericOnly(server))  # type: ignore[arg-type]
     return servicer
 
 

@@ -581,3 +581,49 @@ def test_grpc_private_api_still_holds():
     assert set(methods) == {m.name for m in pb.DESCRIPTOR.services_by_name["DeploymentService"].methods}
     assert all(callable(m.unary_unary) for m in methods.values())
     assert generic_handler_methods(object()) is None
+
+
+def test_services_are_served_through_generic_handlers_only():
+    """grpc.aio waits on one pending accept per registered method for every call it accepts (bench/README.md, performance tricks).
+
+    So pipeplug registers every service's methods as a generic handler only: a
+    generated ``add_*_to_server`` gives both, a table given only as registered
+    methods is served generically too, and each method is guarded once.
+    """
+    from grpc_health.v1 import health
+    from grpc_health.v1 import health_pb2_grpc
+
+    from pipeplug.grpc_private import generic_handler_methods
+    from pipeplug.guard import GenericOnly
+    from pipeplug.guard import GuardedRegistrar
+
+    class Recorder:  # what the generated add_*_to_server functions see as a server
+        def __init__(self) -> None:
+            self.generic: list[t.Any] = []
+            self.registered: list[str] = []
+
+        def add_generic_rpc_handlers(self, handlers):
+            self.generic.extend(handlers)
+
+        def add_registered_method_handlers(self, service, handlers):
+            self.registered.append(service)
+
+    server = Recorder()
+    registrar = GuardedRegistrar(t.cast(t.Any, server))
+    deploy_grpc.add_DeploymentServiceServicer_to_server(deploy_grpc.DeploymentServiceServicer(), registrar)
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), GenericOnly(t.cast(t.Any, server)))  # type: ignore[arg-type]
+    assert server.registered == []
+    deployment, health_handler = server.generic
+    service, methods = generic_handler_methods(deployment)  # type: ignore[misc]
+    assert service == "grpc.plugin.deploymentapi.v1alpha1.DeploymentService"
+    assert set(methods) == {m.name for m in pb.DESCRIPTOR.services_by_name["DeploymentService"].methods}
+    assert all(m.unary_unary.__qualname__.startswith("GuardedRegistrar.guard") for m in methods.values()), "each method wrapped by the guard"
+    assert health_handler.service_name() == "grpc.health.v1.Health"
+
+    # A service that came only as registered methods is still served, generically and guarded.
+    only_registered = {"Ping": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}
+    registrar.add_registered_method_handlers("test.Pinger", only_registered)
+    assert server.registered == []
+    service, methods = generic_handler_methods(server.generic[-1])  # type: ignore[misc]
+    assert (service, list(methods)) == ("test.Pinger", ["Ping"])
+    assert methods["Ping"].unary_unary.__qualname__.startswith("GuardedRegistrar.guard")
