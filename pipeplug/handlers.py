@@ -45,9 +45,9 @@ HOOK_PARAMS: dict[str, tuple[str, ...]] = {
 
 
 class Injectables(t.Protocol):
-    """What :meth:`Handler.call` takes: each injectable name to a zero-argument getter."""
+    """What :meth:`Handler.call` takes: an object with a zero-argument method (or attribute holding a getter) per injectable name."""
 
-    def __getitem__(self, name: str, /) -> t.Callable[[], t.Any]: ...
+    def __getattribute__(self, name: str, /) -> t.Any: ...
 
 
 class Handler:
@@ -76,13 +76,13 @@ class Handler:
     def call(self, values: Injectables, executor: Executor | None) -> t.Awaitable[t.Any]:
         """Call the function with the values it asked for; await the result.
 
-        ``values`` maps each injectable name to a zero-argument getter, so that
+        ``values`` has a zero-argument getter per injectable name, so that
         only what the handler declares is computed. Coroutine functions run on
         the event loop (their coroutine is returned as is: no extra frame per
         call, which thousands of held stages would pay for); plain functions
         run in ``executor``. A getter's error is raised here, before any await.
         """
-        kwargs = {name: values[name]() for name in self.params}
+        kwargs = {name: getattr(values, name)() for name in self.params}
         if self.is_async:
             return self.func(**kwargs)  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()

@@ -3,14 +3,13 @@
 :class:`Injector` is built once per process (the app, its settings, the cache
 of structured options); :class:`Values` once per call, from what the servicer
 decoded, passed in explicitly. :meth:`Handler.call <pipeplug.handlers.Handler.call>`
-reads ``values[name]()`` for the names the handler declares.
+calls ``values.<name>()`` for the names the handler declares.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
-import functools
 import json
 import types
 import typing as t
@@ -74,13 +73,6 @@ class Injector:
         except ConfigError as exc:
             raise InputError("; ".join(exc.problems)) from None
 
-    def options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
-        """The stage's ``with:`` structured into its options class; an InputError names each bad field."""
-        try:
-            return self.structure_options(spec, stage_config)
-        except ConfigError as exc:
-            raise InputError("; ".join(exc.problems)) from None
-
     def structure_options(self, spec: StageSpec, stage_config: bytes) -> t.Any:
         """The stage's ``with:`` structured into its options class, or a ConfigError naming each bad field.
 
@@ -123,11 +115,14 @@ class Values:
     :param running_source: the same for the running commit (None on a first deployment)
     :param target_names: where the deploy target names come from: the
         ``model.Deployment`` (``deploy_targets_by_plugin``) or a list of names
-    :param extra: values offered as they are (``stages``, ``rollback``)
+    :param stages, rollback: what BuildPipelineSyncStages and BuildQuickSyncStages offer as they are
     :param stage: the stage's spec and ``stage_config``, for ``options``
+
+    :meth:`Handler.call <pipeplug.handlers.Handler.call>` calls the method named
+    like each parameter the handler declares.
     """
 
-    __slots__ = ("_injector", "_ctx", "_target_pb", "_running_pb", "_target_names", "_extra", "_stage", "_target")
+    __slots__ = ("_injector", "_ctx", "_target_pb", "_running_pb", "_target_names", "_stages", "_rollback", "_stage", "_target")
 
     def __init__(
         self,
@@ -137,7 +132,8 @@ class Values:
         target_source: t.Any = None,
         running_source: t.Any = None,
         target_names: t.Any = (),
-        extra: dict[str, t.Any] | None = None,
+        stages: list[t.Any] | None = None,
+        rollback: bool = False,
         stage: tuple[StageSpec, bytes] | None = None,
     ) -> None:
         self._injector = injector
@@ -145,14 +141,10 @@ class Values:
         self._target_pb = target_source
         self._running_pb = running_source
         self._target_names = target_names
-        self._extra = extra
+        self._stages = stages
+        self._rollback = rollback
         self._stage = stage
         self._target = _NOT_YET
-
-    def __getitem__(self, name: str) -> t.Callable[[], t.Any]:
-        if self._extra is not None and name in self._extra:
-            return functools.partial(self._extra.__getitem__, name)
-        return getattr(self, name)  # type: ignore[no-any-return]
 
     def ctx(self) -> Context:
         return self._ctx
@@ -180,7 +172,16 @@ class Values:
     def options(self) -> t.Any:
         if self._stage is None:
             raise InputError("options are offered to stage handlers only")
-        return self._injector.options(*self._stage)
+        try:
+            return self._injector.structure_options(*self._stage)
+        except ConfigError as exc:
+            raise InputError("; ".join(exc.problems)) from None
+
+    def stages(self) -> list[t.Any]:
+        return self._stages if self._stages is not None else []
+
+    def rollback(self) -> bool:
+        return self._rollback
 
 
 def reusable_options(cls: t.Any, depth: int = 0) -> bool:

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import types
 import typing as t
 
 import grpc
@@ -176,7 +177,7 @@ class PluginServer:
             self._connect_piped(self.piped_address)
         targets = list(self.settings.deploy_targets.values())
         for hook in self.app.startup_hooks:
-            values = {"config": lambda: self.settings.config, "deploy_targets": lambda: targets}
+            values = types.SimpleNamespace(config=lambda: self.settings.config, deploy_targets=lambda: targets)
             try:
                 await hook.call(values, self.executor)
             except Exception as exc:

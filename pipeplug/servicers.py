@@ -210,7 +210,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
             planned = await checked(context, lambda: self._default_pipeline(requested, request.rollback))
         else:
             ctx = self.d.context("BuildPipelineSyncStages")
-            values = self.d.values(ctx, extra={"stages": requested, "rollback": request.rollback})
+            values = self.d.values(ctx, stages=requested, rollback=request.rollback)
             result = await self.d.call_hook(context, handler, values)
             label = f"@app.pipeline_stages handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
@@ -267,7 +267,7 @@ class DeploymentServicer(deploy_grpc.DeploymentServiceServicer):
                 planned += [PlannedStage(name=s.name, rollback=True) for s in self.app.stages.values() if s.rollback]
         else:
             ctx = self.d.context("BuildQuickSyncStages")
-            result = await self.d.call_hook(context, handler, self.d.values(ctx, extra={"rollback": request.rollback}))
+            result = await self.d.call_hook(context, handler, self.d.values(ctx, rollback=request.rollback))
             label = f"@app.quick_sync_stages handler {handler.qualname}()"
             planned = await checked(context, lambda: expect_list(result, PlannedStage, label))
         now = int(time.time())

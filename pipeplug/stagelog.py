@@ -231,7 +231,7 @@ _router = _Router(logging.INFO)
 
 def route_logging() -> None:
     """Install the router on the root logger once per process."""
-    root = logging.getLogger()
+    root = logging.root
     if _router not in root.handlers:
         root.addHandler(_router)
 

@@ -82,11 +82,11 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
                 await asyncio.shield(completed)
             raise StageRefused(refused)
     handler = spec.handler
-    wants = handler.params  # read the source messages only for a handler that asks for them
+    wants = handler.params  # read the source messages only for a handler that asks for them (app_spec is read from the target)
     values = Values(
         dispatcher.injector,
         ctx,
-        target_source=inp.target_deployment_source if _wants_target(wants) and inp.HasField("target_deployment_source") else None,
+        target_source=inp.target_deployment_source if ("target_source" in wants or "app_spec" in wants) and inp.HasField("target_deployment_source") else None,
         running_source=inp.running_deployment_source if "running_source" in wants and inp.HasField("running_deployment_source") else None,
         target_names=deployment,
         stage=(spec, inp.stage_config),
@@ -130,11 +130,6 @@ async def run_stage(dispatcher: Dispatcher, spec: StageSpec, inp: t.Any) -> tupl
     if completed is not None:  # answer piped once the stage's log reached it
         await asyncio.shield(completed)
     return status, message
-
-
-def _wants_target(params: tuple[str, ...]) -> bool:
-    """Whether a handler with these parameters reads the target source (``app_spec`` is read from it)."""
-    return "target_source" in params or "app_spec" in params
 
 
 def _fail_never_awaited(ctx: Context, spec: StageSpec, calls: list[str], message: str, logged: bool) -> tuple[StageStatus, str]:
