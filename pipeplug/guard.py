@@ -66,6 +66,8 @@ class GenericOnly:
     ``asyncio.wait`` over all of them, so each registered method costs every
     call of every method. Served through the generic handlers alone, a call
     costs about 50,000 fewer instructions (bench/RESULTS.md, "Issue 13 part C").
+    The accept loop came with grpc/grpc#41796; grpc/grpc#43461 (open) replaces
+    it: measure again with ``bench/instructions.py`` when grpcio moves past it.
     """
 
     def __init__(self, server: grpc.aio.Server) -> None:
