@@ -44,12 +44,6 @@ HOOK_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
-class Injectables(t.Protocol):
-    """What :meth:`Handler.call` takes: an object with a zero-argument method (or attribute holding a getter) per injectable name."""
-
-    def __getattribute__(self, name: str, /) -> t.Any: ...
-
-
 class Handler:
     """A registered user function and how to call it.
 
@@ -73,10 +67,11 @@ class Handler:
     def qualname(self) -> str:
         return callable_name(self.func)
 
-    def call(self, values: Injectables, executor: Executor | None) -> t.Awaitable[t.Any]:
+    def call(self, values: object, executor: Executor | None) -> t.Awaitable[t.Any]:
         """Call the function with the values it asked for; await the result.
 
-        ``values`` has a zero-argument getter per injectable name, so that
+        ``values`` has a zero-argument getter attribute per injectable name
+        (:class:`~pipeplug.inject.Values`, or a namespace of lambdas), so that
         only what the handler declares is computed. Coroutine functions run on
         the event loop (their coroutine is returned as is: no extra frame per
         call, which thousands of held stages would pay for); plain functions
