@@ -28,9 +28,9 @@ import cattrs
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pipeplug.configs import _camel  # noqa: E402
-from pipeplug.configs import make_converter  # noqa: E402
+from pipeplug.configs import camel_case  # noqa: E402
 from pipeplug.configs import parse_duration  # noqa: E402
+from pipeplug.converter import StrictConverter  # noqa: E402
 
 
 @attrs.frozen
@@ -57,10 +57,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
 
-    strict = make_converter()
+    strict = StrictConverter()
     stock = cattrs.Converter()
     stock.register_structure_hook(datetime.timedelta, lambda value, _: parse_duration(value))
-    camel = {_camel(k): v for k, v in WITH.items()}
+    camel = {camel_case(k): v for k, v in WITH.items()}
     assert strict.structure(camel, DeployOptions) == stock.structure(WITH, DeployOptions)  # the same result, built once each
 
     samples: dict[str, list[float]] = {"strict": [], "stock": []}

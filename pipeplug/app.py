@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import typing as t
 
-from .configs import make_converter
 from .handlers import Handler
 from .handlers import RegistrationError
 from .handlers import analyse
@@ -115,7 +114,9 @@ class App:
 
         Built on first use, so a plugin that never structures a config class never imports cattrs.
         """
-        return make_converter()
+        from .converter import StrictConverter
+
+        return StrictConverter()
 
     # -- stages -----------------------------------------------------------
 

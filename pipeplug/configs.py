@@ -31,9 +31,6 @@ DURATION_EXAMPLE = 'a duration such as "30s"'
 
 from .errors import PipeplugError
 
-if t.TYPE_CHECKING:
-    from .converter import StrictConverter
-
 
 class ConfigError(PipeplugError, ValueError):
     """A config value does not fit its declared class.
@@ -93,19 +90,3 @@ def camel_case(name: str) -> str:
     """A field name as PipeCD configs write it: ``kube_config_path`` -> ``kubeConfigPath``."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def make_converter() -> StrictConverter:
-    """Build the converter an App uses for every user config class (this is where cattrs is loaded)."""
-    from .converter import StrictConverter
-
-    return StrictConverter()
-
-
-def structure(converter: StrictConverter, value: t.Any, cls: t.Any, *, path: str, lenient: bool = False) -> t.Any:
-    """Structure ``value`` into ``cls`` or raise :class:`ConfigError` naming each bad field.
-
-    ``path`` is the name users know the value by, such as ``with`` or
-    ``spec.plugins.my-plugin``. ``lenient`` ignores keys ``cls`` does not declare.
-    """
-    return converter.structure(value, cls, path=path, lenient=lenient)

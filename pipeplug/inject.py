@@ -17,7 +17,6 @@ import typing as t
 from ._gen.model import deployment_pb2 as model_pb
 from . import wire
 from .configs import ConfigError
-from .configs import structure
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -69,7 +68,7 @@ class Injector:
         if self.app.app_spec_class is None:
             return section  # no class to structure into
         try:
-            return structure(self.app.converter, section, self.app.app_spec_class, path=path)
+            return self.app.converter.structure(section, self.app.app_spec_class, path=path)
         except ConfigError as exc:
             raise InputError("; ".join(exc.problems)) from None
 

@@ -384,8 +384,6 @@ def check_app_config(app: App, path: str) -> tuple[list[str], list[str]]:
     not serve belong to other plugins and are skipped.
     """
     from .configs import ConfigError
-    from .configs import make_converter
-    from .configs import structure
     from .dev.appconfig import AppConfigError
     from .dev.appconfig import parse_app_config
 
@@ -398,7 +396,6 @@ def check_app_config(app: App, path: str) -> tuple[list[str], list[str]]:
         config = parse_app_config(raw, path)
     except AppConfigError as exc:
         return exc.problems, []
-    converter = make_converter()
     problems: list[str] = []
     notes = [f"warning: {w}" for w in config.warnings]
     checked = 0
@@ -414,13 +411,13 @@ def check_app_config(app: App, path: str) -> tuple[list[str], list[str]]:
         if options_type is None or (options_type is dict and isinstance(value, dict)):
             continue
         try:
-            structure(converter, value, options_type, path=f"spec.pipeline.stages[{stage.index}].with", lenient=spec.rollback)
+            app.converter.structure(value, options_type, path=f"spec.pipeline.stages[{stage.index}].with", lenient=spec.rollback)
         except ConfigError as exc:
             problems += exc.problems
     if app.app_spec_class is not None:
         section = config.plugins.get(app.name) or {}
         try:
-            structure(converter, section, app.app_spec_class, path=f"spec.plugins.{app.name}")
+            app.converter.structure(section, app.app_spec_class, path=f"spec.plugins.{app.name}")
         except ConfigError as exc:
             problems += exc.problems
     notes.append(f"checked {checked} stage(s) of {app.name}" + (f" and spec.plugins.{app.name}" if app.app_spec_class is not None else ""))

@@ -12,7 +12,6 @@ import json
 import typing as t
 
 from .configs import ConfigError
-from .configs import structure
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -111,4 +110,4 @@ def _structure_optional(app: App, value: t.Any, cls: type | None, path: str) -> 
         value = {}
     if cls is None:  # kept as decoded
         return value
-    return structure(app.converter, value, cls, path=path)
+    return app.converter.structure(value, cls, path=path)

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 import pipeplug
 from pipeplug.configs import ConfigError
 from pipeplug.configs import camel_case
-from pipeplug.configs import make_converter
 from pipeplug.configs import parse_duration
-from pipeplug.configs import structure
+from pipeplug.converter import StrictConverter
 from pipeplug.settings import parse_settings
 
 
@@ -51,14 +50,14 @@ class Outer:
 
 
 def test_camel_and_snake_case_keys():
-    c = make_converter()
-    assert structure(c, {"inner": {"kubeConfigPath": "/k"}}, Outer, path="with").inner.kube_config_path == "/k"
-    assert structure(c, {"inner": {"kube_config_path": "/k", "replicas": 2}}, Outer, path="with").inner.replicas == 2
+    c = StrictConverter()
+    assert c.structure({"inner": {"kubeConfigPath": "/k"}}, Outer, path="with").inner.kube_config_path == "/k"
+    assert c.structure({"inner": {"kube_config_path": "/k", "replicas": 2}}, Outer, path="with").inner.replicas == 2
 
 
 def test_every_bad_field_is_reported_with_its_path():
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"inner": {"replicas": "many", "extra": 1}, "timeout": 3}, Outer, path="config")
+        StrictConverter().structure({"inner": {"replicas": "many", "extra": 1}, "timeout": 3}, Outer, path="config")
     problems = err.value.problems
     assert "config.inner.extra: unknown field (valid: kubeConfigPath, replicas)" in problems
     assert 'config.inner.replicas: expected an integer, got "many"' in problems
@@ -67,11 +66,11 @@ def test_every_bad_field_is_reported_with_its_path():
 
 def test_missing_and_wrong_types():
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"inner": {"replicas": "x"}}, Outer, path="config")
+        StrictConverter().structure({"inner": {"replicas": "x"}}, Outer, path="config")
     assert "config.inner.kubeConfigPath: required field is missing" in err.value.problems
     assert 'config.inner.replicas: expected an integer, got "x"' in err.value.problems
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), "text", Outer, path="config")
+        StrictConverter().structure("text", Outer, path="config")
     assert err.value.problems == ['config: expected a mapping, got "text"']
 
 
@@ -137,15 +136,15 @@ FITS = {
 @settings(max_examples=200, deadline=None)
 @given(field=st.sampled_from(sorted(FITS)), value=json_values)
 def test_a_value_is_accepted_exactly_when_go_would_accept_it(field, value):
-    converter = make_converter()
+    converter = StrictConverter()
     if value is None:  # null leaves the default, as Go leaves the zero value
-        assert structure(converter, {field: value}, Scalars, path="with") == Scalars()
+        assert converter.structure({field: value}, Scalars, path="with") == Scalars()
     elif FITS[field](value):
-        decoded = getattr(structure(converter, {field: value}, Scalars, path="with"), field)
+        decoded = getattr(converter.structure({field: value}, Scalars, path="with"), field)
         assert decoded == value and type(decoded) is (float if field == "ratio" else type(value))
     else:
         with pytest.raises(ConfigError) as err:
-            structure(converter, {field: value}, Scalars, path="with")
+            converter.structure({field: value}, Scalars, path="with")
         assert err.value.problems and all(p.startswith(f"with.{camel_case(field)}") for p in err.value.problems)
 
 
@@ -153,7 +152,7 @@ def test_a_value_is_accepted_exactly_when_go_would_accept_it(field, value):
 @given(st.builds(Scalars, names=st.lists(st.text(max_size=5)), env=st.dictionaries(st.text(max_size=5), st.text(max_size=5)), ratio=st.floats(allow_nan=False)))
 def test_what_json_holds_comes_back_unchanged(options):
     as_json = json.loads(json.dumps({camel_case(k): v for k, v in attrs.asdict(options).items()}))
-    assert structure(make_converter(), as_json, Scalars, path="with") == options
+    assert StrictConverter().structure(as_json, Scalars, path="with") == options
 
 
 def test_a_secret_field_never_shows_its_value_in_an_error():
@@ -163,7 +162,7 @@ def test_a_secret_field_never_shows_its_value_in_an_error():
 
     for value, shown in [(12345678, "a number"), (["hunter2hunter2"], "a list"), (True, "true")]:
         with pytest.raises(ConfigError) as err:
-            structure(make_converter(), {"token": value}, WithSecret, path="config")
+            StrictConverter().structure({"token": value}, WithSecret, path="config")
         assert err.value.problems == [f"config.token: expected a string, got {shown}"]
 
 
@@ -192,11 +191,11 @@ class Rich:
 def test_enums_dataclasses_tuples_sets_and_unions():
     value = {"mode": "fast", "steps": [{"name": "a"}, {"name": "b", "weight": 2}], "pair": [1, "x"], "tags": ["a", "a"], "limit": None,
              "either": "x", "waits": {"short": "1s"}}  # fmt: skip
-    rich = structure(make_converter(), value, Rich, path="with")
+    rich = StrictConverter().structure(value, Rich, path="with")
     assert rich == Rich(Mode.FAST, (Step("a"), Step("b", 2)), (1, "x"), frozenset({"a"}), None, "x", {"short": datetime.timedelta(seconds=1)})
     bad = {"mode": "FAST", "steps": [{"name": 1, "wieght": 2}], "pair": [1], "tags": "a", "limit": 1.5, "either": 1.5, "waits": {"short": 1}}
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), bad, Rich, path="with")
+        StrictConverter().structure(bad, Rich, path="with")
     assert err.value.problems == [
         'with.mode: expected one of "fast", "safe", got "FAST"',
         "with.steps[0].name: expected a string, got 1",
@@ -210,10 +209,10 @@ def test_enums_dataclasses_tuples_sets_and_unions():
 
 
 def test_lenient_decoding_ignores_unknown_keys_but_not_wrong_types():
-    converter = make_converter()
-    assert structure(converter, {"replicas": 2, "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True) == Inner("/k", 2)
+    converter = StrictConverter()
+    assert converter.structure({"replicas": 2, "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True) == Inner("/k", 2)
     with pytest.raises(ConfigError, match=r"^with.replicas: expected an integer, got \"2\"$"):
-        structure(converter, {"replicas": "2", "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True)
+        converter.structure({"replicas": "2", "run": "x", "kubeConfigPath": "/k"}, Inner, path="with", lenient=True)
 
 
 # -- what cattrs would do differently by default: each case checked against our rules -------
@@ -237,10 +236,10 @@ class Mixed:
 
 
 def test_enums_that_are_also_ints_or_strings_take_only_their_values():
-    converter = make_converter()
-    assert structure(converter, {"level": 2, "color": "red"}, Mixed, path="with") == Mixed(Level.HIGH, Color.RED)
+    converter = StrictConverter()
+    assert converter.structure({"level": 2, "color": "red"}, Mixed, path="with") == Mixed(Level.HIGH, Color.RED)
     with pytest.raises(ConfigError) as err:
-        structure(converter, {"level": True, "color": "RED", "blob": "x"}, Mixed, path="with")
+        converter.structure({"level": True, "color": "RED", "blob": "x"}, Mixed, path="with")
     assert err.value.problems == [
         "with.level: expected one of 1, 2, got true",
         'with.color: expected one of "red", got "RED"',
@@ -250,7 +249,7 @@ def test_enums_that_are_also_ints_or_strings_take_only_their_values():
 
 def test_the_class_own_validators_are_reported_at_the_class_path():
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"replicas": 0}, Mixed, path="config")
+        StrictConverter().structure({"replicas": 0}, Mixed, path="config")
     assert err.value.problems == ["config: 'replicas' must be >= 1: 0"]
 
 
@@ -261,19 +260,19 @@ class Node:
 
 
 def test_a_class_may_contain_itself_and_lenient_decoding_reaches_nested_classes():
-    converter = make_converter()
+    converter = StrictConverter()
     tree = {"name": "a", "children": [{"name": "b", "children": [{"name": 1, "extra": 1}]}]}
     deep = "with.children[0].children[0]"
     with pytest.raises(ConfigError) as err:
-        structure(converter, tree, Node, path="with")
+        converter.structure(tree, Node, path="with")
     assert err.value.problems == [f"{deep}.name: expected a string, got 1", f"{deep}.extra: unknown option (valid: name, children)"]
     with pytest.raises(ConfigError) as err:
-        structure(converter, tree, Node, path="with", lenient=True)
+        converter.structure(tree, Node, path="with", lenient=True)
     assert err.value.problems == [f"{deep}.name: expected a string, got 1"]
     tree["children"][0]["children"][0]["name"] = "c"
-    assert structure(converter, tree, Node, path="with", lenient=True) == Node("a", [Node("b", [Node("c")])])
+    assert converter.structure(tree, Node, path="with", lenient=True) == Node("a", [Node("b", [Node("c")])])
     with pytest.raises(ConfigError, match="extra: unknown option"):  # lenient was for that call only
-        structure(converter, tree, Node, path="with")
+        converter.structure(tree, Node, path="with")
 
 
 def test_a_secret_inside_a_list_or_mapping_never_shows_either():
@@ -283,7 +282,7 @@ def test_a_secret_inside_a_list_or_mapping_never_shows_either():
         ports: dict[str, int] = pipeplug.secret(factory=dict)
 
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"tokens": ["a", 12345678], "ports": {"db": "hunter2"}}, Secrets, path="config")
+        StrictConverter().structure({"tokens": ["a", 12345678], "ports": {"db": "hunter2"}}, Secrets, path="config")
     assert err.value.problems == ["config.tokens[1]: expected a string, got a number", "config.ports.db: expected an integer, got a string"]
 
 

@@ -29,8 +29,7 @@ from hypothesis import strategies as st
 from pipeplug import ConfigError
 from pipeplug import Percentage
 from pipeplug import Replicas
-from pipeplug.configs import make_converter
-from pipeplug.configs import structure
+from pipeplug.converter import StrictConverter
 
 from .support import load_module
 
@@ -192,11 +191,11 @@ def test_a_stage_schema_names_types_defaults_and_descriptions_as_configs_write_t
 
 
 def test_each_default_in_the_schema_is_read_back_as_the_default(document, module):
-    converter = make_converter()
+    converter = StrictConverter()
     for key, prop in document["stages"]["DEPLOY"]["properties"].items():
         if "default" in prop and "_" not in key:
             required = {"kubeConfigPath": "k", "name": "n"}
-            assert structure(converter, {**required, key: prop["default"]}, module.DeployOptions, path="with") == structure(converter, required, module.DeployOptions, path="with"), key
+            assert converter.structure({**required, key: prop["default"]}, module.DeployOptions, path="with") == converter.structure(required, module.DeployOptions, path="with"), key
 
 
 # -- the decoder and the schema agree ---------------------------------------------------------
@@ -308,7 +307,7 @@ def objects(cls: type, module: t.Any, breaking: bool = False) -> st.SearchStrate
 
 def verdicts(value: t.Any, cls: type, schema: dict[str, t.Any], lenient: bool) -> tuple[bool, bool]:
     try:
-        structure(make_converter(), value, cls, path="with", lenient=lenient)
+        StrictConverter().structure(value, cls, path="with", lenient=lenient)
         decoded = True
     except ConfigError:
         decoded = False

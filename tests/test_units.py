@@ -19,8 +19,7 @@ from pipeplug import ConfigError
 from pipeplug import Percentage
 from pipeplug import Replicas
 from pipeplug import StageStatus
-from pipeplug.configs import make_converter
-from pipeplug.configs import structure
+from pipeplug.converter import StrictConverter
 from pipeplug.testing import PluginCallError
 
 from .support import load_module
@@ -66,7 +65,7 @@ def client(request, tmp_path):
      (2**63 - 1, 2**63 - 1, False), ("-9223372036854775808", -(2**63), False)],
 )  # fmt: skip
 def test_percentage_reads_a_whole_number_with_or_without_the_sign(value, number, suffix):
-    read = structure(make_converter(), value, Percentage, path="with.weight")
+    read = StrictConverter().structure(value, Percentage, path="with.weight")
     assert (read.number, read.has_suffix, int(read)) == (number, suffix, number)
     assert str(read) == f"{number}{'%' if suffix else ''}"  # what Go writes back
 
@@ -78,7 +77,7 @@ def test_percentage_reads_a_whole_number_with_or_without_the_sign(value, number,
 )  # fmt: skip
 def test_percentage_refuses_anything_else_naming_the_field(value, shown):
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), value, Percentage, path="with.weight")
+        StrictConverter().structure(value, Percentage, path="with.weight")
     assert err.value.problems == [f'with.weight: expected a percentage such as "50%" or 50, got {shown}']
 
 
@@ -86,18 +85,18 @@ def test_percentage_refuses_anything_else_naming_the_field(value, shown):
 def test_units_refuse_what_does_not_fit_in_64_bits_as_go_does(value):
     for cls in (Percentage, Replicas):
         with pytest.raises(ConfigError, match="that fits in 64 bits"):
-            structure(make_converter(), value, cls, path="with.x")
+            StrictConverter().structure(value, cls, path="with.x")
 
 
 @pytest.mark.parametrize(("value", "number", "percent"), [(3, 3, False), ("3", 3, False), ("50%", 50, True), ("0", 0, False)])
 def test_replicas_reads_a_count_or_a_percentage(value, number, percent):
-    read = structure(make_converter(), value, Replicas, path="with.replicas")
+    read = StrictConverter().structure(value, Replicas, path="with.replicas")
     assert (read.number, read.is_percentage) == (number, percent) and read == Replicas(number, percent)
 
 
 def test_replicas_refuses_a_fraction_where_go_would_truncate_it():
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), 2.9, Replicas, path="with.replicas")
+        StrictConverter().structure(2.9, Replicas, path="with.replicas")
     assert err.value.problems == ['with.replicas: expected a number of replicas such as 3, "3" or "50%", got 2.9']
 
 
@@ -130,7 +129,7 @@ def test_a_secret_unit_never_shows_its_value():
         weight: Percentage = pipeplug.secret()
 
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"weight": "hunter2"}, Options, path="with")
+        StrictConverter().structure({"weight": "hunter2"}, Options, path="with")
     assert err.value.problems == ["with.weight: not a valid value (a secret: not shown)"]
 
 
@@ -189,7 +188,7 @@ def corpus() -> list[object]:
 
 def ours(cls: type, value: object) -> str | None:
     try:
-        return str(structure(make_converter(), value, cls, path="with.x"))
+        return str(StrictConverter().structure(value, cls, path="with.x"))
     except ConfigError:
         return None
 
@@ -215,7 +214,7 @@ def test_replicas_calculate_matches_the_go_sdk(go_units):
     values = [f"{n}%" for n in [0, 1, 10, 25, 33, 50, 66, 99, 100, 150, -10, -50]] + [0, 1, 5, -3] + [f"{rng.randint(1, 10**4)}%" for _ in range(30)]
     totals = [0, 1, 2, 3, 7, 10, 33, 100, 12345, rng.randint(1, 10**6)]
     for value, go in zip(values, go_units(values, totals)):
-        replicas = structure(make_converter(), value, Replicas, path="with.x")
+        replicas = StrictConverter().structure(value, Replicas, path="with.x")
         assert [replicas.calculate(total, 7) for total in totals] == go["calculated"], value
 
 
@@ -226,5 +225,5 @@ def test_a_class_reading_its_own_values_cannot_break_decoding():
             raise KeyError(value)
 
     with pytest.raises(ConfigError) as err:
-        structure(make_converter(), {"a": 1}, dict[str, Broken], path="with")
+        StrictConverter().structure({"a": 1}, dict[str, Broken], path="with")
     assert err.value.problems == ["with.a: KeyError: 1"]
