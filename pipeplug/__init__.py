@@ -14,10 +14,10 @@ import typing as t
 
 if t.TYPE_CHECKING:
     from .app import App as App
+    from .approval import CommandType as CommandType
+    from .approval import StageCommand as StageCommand
     from .configs import ConfigError as ConfigError
-    from .context import CommandType as CommandType
     from .context import Context as Context
-    from .context import StageCommand as StageCommand
     from .enums import ArtifactKind as ArtifactKind
     from .enums import HealthStatus as HealthStatus
     from .enums import ManualOperation as ManualOperation
@@ -59,9 +59,9 @@ __all__ = [
 _SOURCES = {
     "App": "app",
     "ConfigError": "configs",
-    "CommandType": "context",
+    "CommandType": "approval",
     "Context": "context",
-    "StageCommand": "context",
+    "StageCommand": "approval",
     "PipeplugError": "errors",
     "StageFailed": "errors",
     "RegistrationError": "handlers",

@@ -1,22 +1,45 @@
 """Stage commands and approval behind ``ctx.commands()`` and ``ctx.wait_for_approval``, on ctx's public API.
 
+The command types and the metadata keys the web UI reads live here too: they
+are approval's vocabulary, and ``pipeplug.context`` imports them from here.
+
 The approval loop follows the official WAIT_APPROVAL plugin's rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import typing as t
 
-from .context import METADATA_KEY_STAGE_APPROVED_USERS
-from .context import METADATA_KEY_STAGE_DISPLAY
-from .context import CommandType
-from .context import StageCommand
 from .piped import PipedError
 
 if t.TYPE_CHECKING:
     from .context import Context
     from .piped import PipedClient
+
+#: stage metadata key whose text the web UI shows on the stage
+METADATA_KEY_STAGE_DISPLAY = "pipecd/stage-display-metadata"
+#: stage metadata key listing who approved the stage, comma+space separated
+METADATA_KEY_STAGE_APPROVED_USERS = "pipecd/stage-approved-users"
+
+
+class CommandType(enum.IntEnum):
+    """The commands a stage can receive (``model.Command.Type``)."""
+
+    APPROVE_STAGE = 3
+    SKIP_STAGE = 6
+
+
+class StageCommand(t.NamedTuple):
+    """A click on the stage's Approve or Skip button in the web UI."""
+
+    id: str
+    type: CommandType
+    #: the user who clicked
+    commander: str
+    #: unix seconds
+    created_at: int = 0
 
 
 async def wait_for_approval(ctx: Context, min_approvers: int, approvers: t.Sequence[str] | None, interval: float | None) -> list[str]:

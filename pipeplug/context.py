@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
-import enum
 import functools
 import logging
 import threading
 import typing as t
 
+from .approval import StageCommand
+from .approval import poll_commands
+from .approval import wait_for_approval
 from .stagelog import StageLog
 from .stagelog import complete_stage_log
 from .syncbridge import SyncBridge
@@ -42,31 +44,8 @@ T = t.TypeVar("T")
 P = t.ParamSpec("P")
 S = t.TypeVar("S", bound="_Scoped")
 
-#: stage metadata key whose text the web UI shows on the stage
-METADATA_KEY_STAGE_DISPLAY = "pipecd/stage-display-metadata"
-#: stage metadata key listing who approved the stage, comma+space separated
-METADATA_KEY_STAGE_APPROVED_USERS = "pipecd/stage-approved-users"
-
 #: guards the lazy parts of a context that threads may race for (rare: once per context that needs one)
 _LAZY_LOCK = threading.Lock()
-
-
-class CommandType(enum.IntEnum):
-    """The commands a stage can receive (``model.Command.Type``)."""
-
-    APPROVE_STAGE = 3
-    SKIP_STAGE = 6
-
-
-class StageCommand(t.NamedTuple):
-    """A click on the stage's Approve or Skip button in the web UI."""
-
-    id: str
-    type: CommandType
-    #: the user who clicked
-    commander: str
-    #: unix seconds
-    created_at: int = 0
 
 
 class _Call(collections.abc.Coroutine):  # type: ignore[type-arg]
@@ -505,8 +484,6 @@ class Context:
         """
         client = self._client("commands()", deployment=self.deployment_id, stage=self.stage_id)
         every = client.options.command_poll_interval if interval is None else interval
-        from .approval import poll_commands
-
         return poll_commands(self, client, every)
 
     def commands_sync(self, *, interval: float | None = None) -> t.Iterator[StageCommand]:
@@ -539,8 +516,6 @@ class Context:
         UI shows the Approve button only on stages planned with
         ``available_operation=ManualOperation.APPROVE`` (or named WAIT_APPROVAL).
         """
-        from .approval import wait_for_approval
-
         return await wait_for_approval(self, min_approvers, approvers, interval)
 
     def wait_for_approval_sync(self, min_approvers: int = 1, *, approvers: t.Sequence[str] | None = None, interval: float | None = None) -> list[str]:
