@@ -20,6 +20,8 @@ import typing as t
 import grpc
 
 from . import logconfig
+from ._gen.plugin import deployment_pb2 as deploy_pb
+from ._gen.plugin import deployment_pb2_grpc as deploy_grpc
 from .errors import PipeplugError
 from .handlers import RegistrationError
 from .guard import GenericOnly
@@ -29,7 +31,7 @@ from .loopwatch import threshold_from_env
 from .piped import PipedClient
 from .piped import PipedOptions
 from .servicers import Dispatcher
-from .servicers import add_servicers
+from .servicers import DeploymentServicer
 from .stagelog import StageLogFlusher
 
 if t.TYPE_CHECKING:
@@ -184,7 +186,7 @@ class PluginServer:
                 raise StartupError(logconfig.redact(f"@app.on_startup handler {hook.qualname}() failed: {type(exc).__name__}: {exc}")) from exc
         credentials = self.tls.credentials() if self.tls is not None else None
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        services = add_servicers(GuardedRegistrar(server, maximum_concurrent_rpcs=self.maximum_concurrent_rpcs), self.dispatcher)  # type: ignore[arg-type]
+        services = _add_services(GuardedRegistrar(server, maximum_concurrent_rpcs=self.maximum_concurrent_rpcs), self.dispatcher)  # type: ignore[arg-type]
         self._health = await _add_health(server, services)
         if self.enable_reflection:
             from grpc_reflection.v1alpha import reflection
@@ -338,6 +340,21 @@ class PluginServer:
         assert self.server is not None and self._stopped is not None
         await self._stopped.wait()
         log.info("plugin %s stopped", self.settings.name)
+
+
+def _add_services(server: grpc.aio.Server, dispatcher: Dispatcher) -> list[str]:
+    """Register the services the app implements; return their full names.
+
+    LivestateService and PlanPreviewService (and their generated code) load
+    only for an app that registers their hooks.
+    """
+    names = [deploy_pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name]
+    deploy_grpc.add_DeploymentServiceServicer_to_server(DeploymentServicer(dispatcher), server)
+    if "livestate" in dispatcher.app.hooks or "plan_preview" in dispatcher.app.hooks:
+        from .optional_services import add_optional_servicers
+
+        names += add_optional_servicers(server, dispatcher)
+    return names
 
 
 async def _add_health(server: grpc.aio.Server, services: t.Sequence[str]) -> t.Any:

@@ -319,14 +319,3 @@ async def checked(context: t.Any, check: t.Callable[[], t.Any]) -> t.Any:
     except HandlerResultError as exc:
         log.error("%s", exc)
         await context.abort(grpc.StatusCode.INTERNAL, str(exc))
-
-
-def add_servicers(server: grpc.aio.Server, dispatcher: Dispatcher) -> list[str]:
-    """Register the services the app implements; return their full names."""
-    names = [deploy_pb.DESCRIPTOR.services_by_name["DeploymentService"].full_name]
-    deploy_grpc.add_DeploymentServiceServicer_to_server(DeploymentServicer(dispatcher), server)
-    if "livestate" in dispatcher.app.hooks or "plan_preview" in dispatcher.app.hooks:
-        from .optional_services import add_optional_servicers
-
-        names += add_optional_servicers(server, dispatcher)
-    return names
