@@ -174,9 +174,7 @@ def build_plugin(
     with tempfile.TemporaryDirectory(prefix="pipeplug-build-") as work_dir:
         work = Path(work_dir)
         if fmt == "shiv":
-            from .build_shiv import build_shiv
-
-            built = build_shiv(resolved, version, work, say)
+            built = _build_shiv(resolved, version, work, say)
         elif fmt == "onefile":
             built = _build_onefile(resolved, version, work, dest, say, compress=True, portable_libraries=False)
         else:
@@ -340,6 +338,20 @@ def _install(built: Path, dest: Path) -> str:
     os.chmod(partial, 0o755)
     os.replace(partial, dest)
     return digest.hexdigest()
+
+
+def _build_shiv(target: BuildTarget, version: str, work: Path, say: ProgressFn) -> Path:
+    """The zipapp (:mod:`pipeplug.build_shiv`), run by the host's ``python3`` of the same version."""
+    from .build_shiv import ShivError
+    from .build_shiv import build_shiv
+
+    site = work / "site-packages"
+    site.mkdir()
+    write_entry(target, version, site, pin_python=True)
+    try:
+        return build_shiv(site, f"{ENTRY_MODULE}:main", target.module, target.root, work, say)
+    except ShivError as exc:
+        raise BuildError(str(exc)) from None
 
 
 # -- onefile and static (PyInstaller, then staticx) ---------------------------

@@ -16,50 +16,46 @@ import sys
 import typing as t
 from pathlib import Path
 
-from .build import ENTRY_MODULE
-from .build import BuildError
-from .build import ProgressFn
-from .build import BuildTarget
-from .build import write_entry
+
+class ShivError(Exception):
+    """The zipapp cannot be built; the message says why and what to do."""
 
 
-def build_shiv(target: BuildTarget, version: str, work: Path, say: ProgressFn) -> Path:
-    """A zipapp of the plugin, pipeplug and every distribution they need from this environment."""
-    site = work / "site-packages"
-    site.mkdir()
-    write_entry(target, version, site, pin_python=True)
-    local, imported = _local_modules(target)
+def build_shiv(site: Path, entry_point: str, module: str, root: str, work: Path, say: t.Callable[[str], None]) -> Path:
+    """A zipapp of ``site`` (holding the entry script), the user's ``module`` found below ``root``,
+    pipeplug and every distribution they need from this environment."""
+    local, imported = _local_modules(module, root)
     dists = _closure(["pipeplug", *_distributions_of(imported)])
     dist_tops = {top for dist in dists for top in _top_level_names(dist)}
-    local = [path for path in local if path.relative_to(target.root).parts[0].removesuffix(".py") not in dist_tops]
+    local = [path for path in local if path.relative_to(root).parts[0].removesuffix(".py") not in dist_tops]
     for path in local:
-        _copy(path, site / path.relative_to(target.root))
+        _copy(path, site / path.relative_to(root))
     for dist in dists:
         _copy_distribution(dist, site)
     say(f"bundling {len(local)} module(s) of yours and {', '.join(sorted(d.metadata['Name'] for d in dists))}")
     built = work / "plugin.pyz"
     argv = [
-        sys.executable, "-m", "shiv", "--site-packages", str(site), "--entry-point", f"{ENTRY_MODULE}:main",
+        sys.executable, "-m", "shiv", "--site-packages", str(site), "--entry-point", entry_point,
         "--output-file", str(built), "--python", "/usr/bin/env python3", "--reproducible",
     ]  # fmt: skip
     result = subprocess.run(argv, cwd=work, capture_output=True, text=True, errors="replace")
     if result.returncode != 0 or not built.is_file():
-        raise BuildError(f"shiv failed (exit status {result.returncode}):\n{(result.stdout + result.stderr).strip()}")
+        raise ShivError(f"shiv failed (exit status {result.returncode}):\n{(result.stdout + result.stderr).strip()}")
     return built
 
 
-def _local_modules(target: BuildTarget) -> tuple[list[Path], set[str]]:
-    """Files of the user's modules found below ``target.root``, and the top-level names they import from elsewhere."""
-    finder = modulefinder.ModuleFinder(path=[target.root])
+def _local_modules(module: str, root: str) -> tuple[list[Path], set[str]]:
+    """Files of the user's modules found below ``root``, and the top-level names they import from elsewhere."""
+    finder = modulefinder.ModuleFinder(path=[root])
     try:
-        finder.import_hook(target.module)
+        finder.import_hook(module)
     except AttributeError:  # modulefinder cannot walk namespace packages
-        raise BuildError(
-            f"a package below {target.root} that {target.module} imports has no __init__.py, which --format shiv cannot follow; "
+        raise ShivError(
+            f"a package below {root} that {module} imports has no __init__.py, which --format shiv cannot follow; "
             "add an empty __init__.py to it, or use --format onefile"
         ) from None
     files = (getattr(m, "__file__", None) for m in finder.modules.values())  # undocumented, so untyped in typeshed
-    local = sorted(Path(f) for f in files if isinstance(f, str) and f.startswith(target.root + os.sep))
+    local = sorted(Path(f) for f in files if isinstance(f, str) and f.startswith(root + os.sep))
     imported = {name.partition(".")[0] for name in finder.badmodules}
     return local, imported
 
@@ -85,7 +81,7 @@ def _closure(names: t.Iterable[str]) -> list[importlib.metadata.Distribution]:
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            raise BuildError(f"{name} is required by the plugin but not installed for {sys.executable}; pip install {name}") from None
+            raise ShivError(f"{name} is required by the plugin but not installed for {sys.executable}; pip install {name}") from None
         found[key] = dist
         for spec in dist.requires or ():
             requirement = Requirement(spec)
