@@ -22,8 +22,10 @@ class ShivError(Exception):
 
 
 def build_shiv(site: Path, entry_point: str, module: str, root: str, work: Path, say: t.Callable[[str], None]) -> Path:
-    """A zipapp of ``site`` (holding the entry script), the user's ``module`` found below ``root``,
-    pipeplug and every distribution they need from this environment."""
+    """A zipapp of ``site`` (which holds the entry script), the user's ``module`` and its siblings below ``root``, and every distribution they need.
+
+    pipeplug and the distributions come from this environment; ``entry_point`` is ``MODULE:FUNCTION`` in ``site``.
+    """
     local, imported = _local_modules(module, root)
     dists = _closure(["pipeplug", *_distributions_of(imported)])
     dist_tops = {top for dist in dists for top in _top_level_names(dist)}
